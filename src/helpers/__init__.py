@@ -1,0 +1,50 @@
+"""helpers: the package behind the executable deep-learning theory book.
+
+Every chapter imports it. It reads the book's settings (``BOOK_MODE``, ``BOOK_SEED``,
+``BOOK_DEVICE``) in one place (:mod:`helpers.config`), seeds everything, checks claims into the
+ledger (:mod:`helpers.claims`), styles figures (:mod:`helpers.plotting`), and holds the
+reusable experiments, one module per topic.
+"""
+
+import os
+
+# Tiny models on small shared CPUs run many times slower with OpenMP threads spin-waiting;
+# this only takes effect when set before torch is first imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .chapter import start_chapter
+from .config import BookConfig, get_config
+from .hessian import count_near_zero, flat_parameters, loss_hessian, output_jacobian
+from .ledger import check_claim, load_ledger
+from .least_squares import (
+    early_stopping_ridge_gap,
+    gd_closed_form,
+    gd_least_squares,
+    min_norm_solution,
+    null_space_projector,
+    ridge_solution,
+    stability_limit,
+)
+from .max_margin import (
+    angle_degrees,
+    hard_margin_svm,
+    logistic_gd,
+    separable_data,
+)
+from .models import MLP, DeepLinear
+from .plotting import label, reference_line, spectrum_plot, subplots, use_book_style
+from .progress import progress
+from .seeding import configure_threads, make_generator, seed_everything
+from .training import fit_lbfgs, fit_to_zero_loss, log_steps, train_gd
+
+# Chapters add their exports below, one import line per module.
+
+__all__ = [
+    "BookConfig", "DeepLinear", "MLP", "angle_degrees", "check_claim", "configure_threads",
+    "count_near_zero", "early_stopping_ridge_gap", "fit_lbfgs", "flat_parameters",
+    "gd_closed_form", "gd_least_squares", "get_config", "hard_margin_svm", "label",
+    "load_ledger", "log_steps", "logistic_gd", "loss_hessian", "make_generator",
+    "min_norm_solution", "null_space_projector", "output_jacobian", "progress",
+    "reference_line", "ridge_solution", "seed_everything", "separable_data", "spectrum_plot",
+    "stability_limit", "start_chapter", "subplots", "train_gd", "use_book_style",
+]

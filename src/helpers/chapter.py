@@ -1,0 +1,36 @@
+"""Start a chapter: read the configuration, seed everything, set threads and the figure style.
+
+Introduced in the chapter "Implicit bias of gradient descent"; every chapter's second code
+cell is ``cfg = helpers.start_chapter("<chapter-name>")``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import ledger
+from .config import BookConfig, get_config
+from .plotting import use_book_style
+from .seeding import configure_threads, seed_everything
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+def start_chapter(name: str, *, quiet: bool = False) -> BookConfig:
+    """Begin chapter ``name`` (lower-case words joined by ``-``) and return its configuration.
+
+    Seeds torch, NumPy and ``random`` from ``BOOK_SEED``; sets CPU threads; applies the book's
+    plotting style; and opens a fresh claims-ledger file for the chapter, so a re-run never
+    mixes old records with new ones.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"name must be lower-case words joined by '-', got {name!r}")
+    cfg = get_config()
+    seed_everything(cfg.seed)
+    threads = configure_threads()
+    use_book_style()
+    ledger.begin_chapter(name, cfg)
+    if not quiet:
+        print(f"chapter {name}: mode={cfg.mode} seed={cfg.seed} device={cfg.device_name} "
+              f"threads={threads}")
+    return cfg

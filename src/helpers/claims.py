@@ -1,0 +1,11 @@
+"""``python -m helpers.claims``: print the claims ledger; exit 1 if any claim failed.
+
+The ledger itself (recording and reading claim checks) lives in :mod:`helpers.ledger`.
+"""
+
+import sys
+
+from helpers.ledger import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Random seeds and CPU threads, set in one call.
+
+Introduced in the chapter "Implicit bias of gradient descent"; used by every chapter through
+:func:`helpers.start_chapter`. Helpers never reseed globally: they take ``seed=`` or
+``generator=`` and build their own :class:`torch.Generator`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (CPU and CUDA) with ``seed``."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A fresh :class:`torch.Generator` on ``device`` seeded with ``seed`` (no global state)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    return gen
+
+
+def configure_threads(n_threads: int | None = None) -> int:
+    """Set torch's intra-op threads for small CPUs and return the number used.
+
+    ``n_threads`` defaults to ``OMP_NUM_THREADS`` when set, else ``min(2, cpu count)``: the
+    book's models are tiny, and on shared 2-core machines more threads only spin-wait.
+    """
+    if n_threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "").strip()
+        n_threads = int(env) if env.isdigit() and int(env) > 0 else min(2, os.cpu_count() or 1)
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be at least 1, got {n_threads}")
+    torch.set_num_threads(n_threads)
+    return n_threads
