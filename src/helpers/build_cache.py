@@ -32,12 +32,18 @@ def execution_key(root: Path) -> str:
 
 
 def refresh(build_dir: Path, root: Path, claims: Path) -> bool:
-    """Delete ``build_dir``'s execution cache and ``claims`` if the key changed; True if so."""
+    """Delete ``build_dir``'s execution cache, doctrees and ``claims`` if the key changed.
+
+    Returns True when it deleted them.
+    """
     key_file = build_dir / ".execution-key"
     key = execution_key(root)
     if key_file.is_file() and key_file.read_text().strip() == key:
         return False
-    shutil.rmtree(build_dir / ".jupyter_cache", ignore_errors=True)
+    # Sphinx's own environment also remembers which pages are up to date: drop it with the
+    # execution cache, or unchanged pages would be neither re-read nor re-executed.
+    for stale in (".jupyter_cache", ".doctrees", "jupyter_execute"):
+        shutil.rmtree(build_dir / stale, ignore_errors=True)
     shutil.rmtree(claims, ignore_errors=True)
     build_dir.mkdir(parents=True, exist_ok=True)
     key_file.write_text(key + "\n")

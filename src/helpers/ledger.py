@@ -231,7 +231,8 @@ def ledger_markdown(records: list[ClaimRecord], expected: list[str]) -> str:
         raise ValueError(f"no claims recorded for chapters {missing}: the ledger would be "
                          "partial (build the chapters first)")
     parts, n_fail = [], sum(not r.passed for r in records)
-    parts.append(f"**{len(records)} claims in {len(by_chapter)} chapters: "
+    chapters = f"{len(by_chapter)} chapter" + ("s" if len(by_chapter) != 1 else "")
+    parts.append(f"**{len(records)} claims in {chapters}: "
                  f"{len(records) - n_fail} pass, {n_fail} fail** "
                  f"(mode `{records[0].mode}`, seed `{records[0].seed}`).")
     for name, rows in by_chapter.items():

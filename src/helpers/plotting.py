@@ -54,13 +54,16 @@ def subplots(ncols: int = 1, nrows: int = 1, *, width: float = 3.4, height: floa
     return fig, axes.ravel()
 
 
-def label(ax: plt.Axes, xlabel: str, ylabel: str, title: str | None = None) -> plt.Axes:
-    """Set both axis labels (every book figure has them) and an optional title."""
+def label(ax: plt.Axes, xlabel: str, ylabel: str, title: str | None = None) -> None:
+    """Set both axis labels (every book figure has them) and an optional title.
+
+    Returns None on purpose: as the last line of a figure cell it adds no text output, which
+    would otherwise be captioned as a second copy of the figure.
+    """
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    return ax
 
 
 def reference_line(ax: plt.Axes, value: float, *, axis: str = "y", text: str | None = None,

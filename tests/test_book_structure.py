@@ -1,0 +1,81 @@
+"""The book's shape: every toc chapter has a synced pair, a Colab cell, a claim check."""
+
+import json
+import re
+from pathlib import Path
+
+import jupytext
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+TOC_FILES = [c["file"] for part in TOC["parts"] for c in part["chapters"]]
+CHAPTERS = [f for f in TOC_FILES if len(Path(f).parts) == 3]  # book/<part>/<name>
+MYST_PAGES = sorted(p for p in ROOT.glob("book/**/*.md") if "format_name: myst" in p.read_text())
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def test_generated_cases_exist():
+    assert CHAPTERS, "no chapters found in _toc.yml"
+    assert MYST_PAGES, "no MyST notebooks found under book/"
+
+
+def test_every_toc_entry_exists():
+    for f in [TOC["root"], *TOC_FILES]:
+        assert (ROOT / f"{f}.md").is_file(), f"{f}.md listed in _toc.yml is missing"
+
+
+@pytest.mark.parametrize("md", MYST_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_pair_in_sync(md):
+    ipynb = md.with_suffix(".ipynb")
+    assert ipynb.is_file(), f"{md} has no paired .ipynb: run `make pair`"
+    a, b = jupytext.read(md), jupytext.read(ipynb)
+    cells = lambda nb: [(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", [])))  # noqa: E731
+                        for c in nb.cells]
+    assert cells(a) == cells(b), f"{md.name} and {ipynb.name} differ: run `make pair`"
+    raw = json.loads(ipynb.read_text())
+    assert not any(c.get("outputs") for c in raw["cells"]), f"{ipynb} has outputs committed"
+    assert "md:myst" in a.metadata["jupytext"]["formats"]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_shape(chapter):
+    nb = jupytext.read(ROOT / f"{chapter}.md")
+    cells = code_cells(nb)
+    url = CONFIG["repository"]["url"]
+    colab = cells[0]
+    assert "google.colab" in colab.source and f"git+{url}" in colab.source, \
+        "first code cell must install the package in Colab from the repository URL"
+    assert "remove-cell" in colab.metadata.get("tags", [])
+    name = Path(chapter).name.replace("_", "-")
+    assert f'start_chapter("{name}")' in cells[1].source, \
+        f"second code cell must call helpers.start_chapter({name!r})"
+    source = "\n".join(c.source for c in cells)
+    assert "check_claim(" in source, "a chapter needs at least one claim check"
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for needed in ("{prf:theorem}", "{cite}", "When the assumptions fail", "{exercise}",
+                   "{solution}"):
+        assert needed in text, f"{chapter} lacks {needed}"
+    assert "ipywidgets" in source, f"{chapter} has no widget"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_citations_exist_in_bib(chapter):
+    bib = (ROOT / "book" / "references.bib").read_text()
+    keys = set(re.findall(r"@\w+\{([^,]+),", bib))
+    text = (ROOT / f"{chapter}.md").read_text()
+    cited = {k.strip() for group in re.findall(r"\{cite[a-z]*\}`([^`]+)`", text)
+             for k in group.split(",")}
+    papers = set(re.findall(r'paper="([^"]+)"', text))
+    assert cited and papers, f"{chapter} cites nothing"
+    assert cited | papers <= keys, f"unknown bib keys: {(cited | papers) - keys}"
+
+
+def test_ipynb_excluded_from_build_and_hidden_folders_ignored():
+    patterns = CONFIG["exclude_patterns"]
+    assert "**.ipynb" in patterns and ".*" in patterns
