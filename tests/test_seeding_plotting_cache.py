@@ -74,3 +74,18 @@ def test_cache_key_tracks_settings_and_refresh_clears(tmp_path, monkeypatch):
     assert build_cache.refresh(build, tmp_path, claims)
     assert not (build / ".jupyter_cache").exists() and not claims.exists()
     assert not (build / ".doctrees").exists()
+
+
+def test_digits_split_is_seeded_standardised_and_disjoint():
+    from helpers.data import bundled, digits
+
+    a, b = digits(seed=3), digits(seed=3)
+    assert torch.equal(a.x_train, b.x_train) and a.n_classes == 10
+    assert a.x_train.shape[1] == 64 and len(a.x_train) + len(a.x_test) == 1797
+    assert abs(a.x_train.mean().item()) < 1e-5
+    assert not torch.equal(digits(seed=4).y_test, a.y_test)
+    assert bundled("iris").n_classes == 3
+    with pytest.raises(ValueError, match="name"):
+        bundled("mnist")
+    with pytest.raises(ValueError, match="test_fraction"):
+        digits(test_fraction=1.5)

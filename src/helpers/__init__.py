@@ -14,6 +14,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .chapter import start_chapter
 from .config import BookConfig, get_config
+from .data import Split, bundled, digits
 from .hessian import count_near_zero, flat_parameters, loss_hessian, output_jacobian
 from .ledger import check_claim, load_ledger
 from .least_squares import (
