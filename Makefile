@@ -37,24 +37,28 @@ book: env
 		(echo "some claims failed: run $(PY) -m helpers.claims"; exit 1)
 	@echo "book: _build/html/index.html"
 
-## make test: lint, unit tests + every chapter notebook (nbmake), pair sync, strict clean build
+## make test: lint; unit tests and every chapter notebook (nbmake) side by side; pair sync;
+## the strict book build from a clean cache; the claims ledger.
+## Each chapter executes once: nbmake stores its executed notebook in the test build's
+## execution cache (tests/conftest.py) and the strict build renders it from there.
+TEST_OUT := $(CURDIR)/_build/test
 test: env lint unit build-test claims
 
 lint:
 	$(VENV)/bin/ruff check src tests book _ext
 
 unit:
-	rm -rf _build/test/nbmake-claims
-	BOOK_CLAIMS_DIR=_build/test/nbmake-claims OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(JOBS) \
-		--nbmake --nbmake-timeout=300 tests $(wildcard book/*/*.ipynb)
+	rm -rf $(TEST_OUT)
+	BOOK_CLAIMS_DIR=$(TEST_OUT)/claims BOOK_EXEC_CACHE=$(TEST_OUT)/_build/.jupyter_cache \
+		OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(JOBS) --nbmake --nbmake-timeout=300 \
+		tests $(wildcard book/*/*.ipynb)
 
 build-test:
-	rm -rf _build/test
-	BOOK_CLAIMS_DIR=$(CURDIR)/_build/test/claims $(VENV)/bin/jupyter-book build . -W -n \
-		--keep-going --path-output _build/test
+	BOOK_CLAIMS_DIR=$(TEST_OUT)/claims $(VENV)/bin/jupyter-book build . -W -n --keep-going \
+		--path-output $(TEST_OUT)
 
 claims:
-	$(PY) -m helpers.claims --dir _build/test/claims
+	$(PY) -m helpers.claims --dir $(TEST_OUT)/claims
 
 ## make pair: write each chapter's .ipynb from its .md (run after editing a chapter)
 pair: env
