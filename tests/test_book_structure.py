@@ -79,3 +79,10 @@ def test_citations_exist_in_bib(chapter):
 def test_ipynb_excluded_from_build_and_hidden_folders_ignored():
     patterns = CONFIG["exclude_patterns"]
     assert "**.ipynb" in patterns and ".*" in patterns
+
+
+@pytest.mark.parametrize("page", ["book/claims_ledger.md", "book/performance.md"])
+def test_pages_built_from_generated_files_always_execute(page):
+    """Their code never changes, so the execution cache would serve stale output."""
+    header = yaml.safe_load((ROOT / page).read_text().split("---")[1])
+    assert header["mystnb"]["execution_mode"] == "force"

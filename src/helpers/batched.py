@@ -1,0 +1,213 @@
+"""Train many small MLPs at once: K independent models, one vectorised run.
+
+K copies of an MLP (different seeds and/or learning rates and weight decays) are stored with a
+leading model axis, W_l of shape (K, out, in), so one forward pass is a few batched matrix
+products, ``h_l = φ(h_{l-1} W_lᵀ + b_l)`` with ``torch.baddbmm``. The models share nothing but
+the data; since the total loss is the sum of the per-model losses, autograd gives each model
+exactly its own gradient, and the update
+
+    W_k ← W_k − η_k (∇L_k(W_k) + λ_k W_k)
+
+is plain (mini-batch) gradient descent with weight decay for every k. Training the K models one
+by one with :func:`train_one` gives the same parameters to rounding (a unit test checks it).
+
+Introduced in the appendix "Performance"; used by chapters that train several models of one
+architecture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import MLP
+
+Tensor = torch.Tensor
+LOSSES = ("cross_entropy", "mse")
+
+
+class BatchedMLP(nn.Module):
+    """K independent MLPs widths[0] → … → widths[-1] with weights stacked on a model axis.
+
+    Model k is initialised exactly as ``helpers.MLP(widths, seed=seeds[k])`` (PyTorch's
+    ``nn.Linear`` initialisation), so results can be compared with one-by-one training.
+
+    Args:
+        widths: layer sizes, input first.
+        seeds: one seed per model; K = len(seeds).
+        activation: elementwise nonlinearity of the hidden layers (default ReLU).
+    """
+
+    def __init__(self, widths: Sequence[int], seeds: Sequence[int], *,
+                 activation: Callable[[Tensor], Tensor] = torch.relu,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
+        super().__init__()
+        if len(seeds) < 1:
+            raise ValueError("seeds must name at least one model")
+        mlps = [MLP(widths, dtype=dtype, device=device, seed=int(s)) for s in seeds]
+        linears = [[m for m in mlp if isinstance(m, nn.Linear)] for mlp in mlps]
+        self.widths = list(widths)
+        self.activation = activation
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([lin[i].weight.detach() for lin in linears]))
+            for i in range(len(widths) - 1))  # each (K, out, in)
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([lin[i].bias.detach() for lin in linears]))
+            for i in range(len(widths) - 1))  # each (K, out)
+
+    @property
+    def n_models(self) -> int:
+        """K, the number of models."""
+        return self.weights[0].shape[0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (n, d) shared by all models or (K, n, d) per model → outputs (K, n, widths[-1])."""
+        K = self.n_models
+        if x.ndim == 2:
+            x = x.expand(K, *x.shape)
+        if x.ndim != 3 or x.shape[0] != K or x.shape[-1] != self.widths[0]:
+            raise ValueError(f"x must be (n, {self.widths[0]}) or ({K}, n, {self.widths[0]}), "
+                             f"got {tuple(x.shape)}")
+        h = x
+        last = len(self.weights) - 1
+        for i, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(b[:, None, :], h, W.transpose(1, 2))  # (K, n, out)
+            if i < last:
+                h = self.activation(h)
+        return h
+
+    def model(self, k: int) -> MLP:
+        """A standalone copy of model k as a ``helpers.MLP``."""
+        mlp = MLP(self.widths, dtype=self.weights[0].dtype, device=self.weights[0].device)
+        linears = [m for m in mlp if isinstance(m, nn.Linear)]
+        with torch.no_grad():
+            for lin, W, b in zip(linears, self.weights, self.biases, strict=True):
+                lin.weight.copy_(W[k])
+                lin.bias.copy_(b[k])
+        return mlp
+
+
+@dataclass
+class TrainResult:
+    """Per-model training record.
+
+    Attributes:
+        steps: the steps at which losses were recorded, (R,).
+        losses: training loss of every model at those steps, (R, K).
+    """
+
+    steps: Tensor
+    losses: Tensor
+
+
+def _per_model(value: float | Sequence[float] | Tensor, K: int, name: str, like: Tensor) -> Tensor:
+    t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if t.ndim == 0:
+        t = t.expand(K)
+    if t.shape != (K,):
+        raise ValueError(f"{name} must be a number or have one value per model ({K}), "
+                         f"got shape {tuple(t.shape)}")
+    if (t < 0).any():
+        raise ValueError(f"{name} must be non-negative")
+    return t
+
+
+def per_model_loss(out: Tensor, y: Tensor, loss: str) -> Tensor:
+    """Mean loss of each model, shape (K,).
+
+    out: (K, n, C). Cross-entropy takes labels y of shape (n,) or (K, n); ``mse`` takes
+    targets of shape (n, C) or (K, n, C) and sums the squared error over outputs.
+    """
+    if loss == "cross_entropy":
+        K, n, C = out.shape
+        yk = y.expand(K, n) if y.ndim == 1 else y
+        return F.cross_entropy(out.reshape(K * n, C), yk.reshape(K * n),
+                               reduction="none").view(K, n).mean(1)
+    if loss == "mse":
+        target = y.expand_as(out) if y.ndim == out.ndim - 1 else y
+        return ((out - target) ** 2).sum(-1).mean(-1)
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
+def _batches(n: int, batch_size: int | None, steps: int, seed: int,
+             device: torch.device) -> list[Tensor | None]:
+    if batch_size is None:
+        return [None] * steps
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must lie in [1, {n}], got {batch_size}")
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randint(n, (batch_size,), generator=gen).to(device) for _ in range(steps)]
+
+
+def train_batched(model: BatchedMLP, x: Tensor, y: Tensor, *, lr: float | Sequence[float],
+                  steps: int, weight_decay: float | Sequence[float] = 0.0,
+                  loss: str = "cross_entropy", batch_size: int | None = None, seed: int = 0,
+                  record_every: int = 0) -> TrainResult:
+    """Gradient descent on all K models at once (in place).
+
+    Args:
+        model: the K models.
+        x: (n, d) inputs shared by the models; y: (n,) labels shared, or (K, n) per model
+            (e.g. a different random labelling per model); for ``mse``, targets (n, C).
+        lr, weight_decay: one value for all, or one per model.
+        steps: number of updates. batch_size: None for full batch, else samples drawn
+            uniformly with replacement (the same indices for every model, from ``seed``).
+        record_every: record the per-model training losses every so many steps (0: last only).
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be positive, got {steps}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    K = model.n_models
+    params = list(model.parameters())
+    lr_t = _per_model(lr, K, "lr", params[0])
+    wd_t = _per_model(weight_decay, K, "weight_decay", params[0])
+    recorded_steps, losses = [], []
+    for t, idx in enumerate(_batches(x.shape[0], batch_size, steps, seed, x.device), start=1):
+        xb = x if idx is None else x[idx]
+        yb = y if idx is None else y[..., idx] if loss == "cross_entropy" else y[idx]
+        per_model = per_model_loss(model(xb), yb, loss)  # (K,)
+        grads = torch.autograd.grad(per_model.sum(), params)
+        with torch.no_grad():
+            for p, g in zip(params, grads, strict=True):
+                shape = (K,) + (1,) * (p.ndim - 1)
+                p -= lr_t.view(shape) * (g + wd_t.view(shape) * p)
+        if (record_every and t % record_every == 0) or t == steps:
+            recorded_steps.append(t)
+            losses.append(per_model.detach())
+    return TrainResult(torch.tensor(recorded_steps), torch.stack(losses))
+
+
+def train_one(model: nn.Module, x: Tensor, y: Tensor, *, lr: float, steps: int,
+              weight_decay: float = 0.0, loss: str = "cross_entropy",
+              batch_size: int | None = None, seed: int = 0) -> float:
+    """The same update as :func:`train_batched` for a single ordinary model (the reference).
+
+    Returns the last training loss.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be positive, got {steps}")
+    params = list(model.parameters())
+    value = 0.0
+    for idx in _batches(x.shape[0], batch_size, steps, seed, x.device):
+        xb = x if idx is None else x[idx]
+        yb = y if idx is None else y[idx]
+        out = model(xb)[None]  # (1, n, C)
+        value_t = per_model_loss(out, yb, loss)[0]
+        grads = torch.autograd.grad(value_t, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads, strict=True):
+                p -= lr * (g + weight_decay * p)
+        value = value_t.item()
+    return value
+
+
+@torch.no_grad()
+def batched_accuracy(model: BatchedMLP, x: Tensor, y: Tensor) -> Tensor:
+    """Classification accuracy of each model, (K,). y: (n,) or (K, n) labels."""
+    pred = model(x).argmax(-1)  # (K, n)
+    return (pred == y).to(torch.float64).mean(-1)

@@ -1,0 +1,206 @@
+"""``python -m helpers.bench``: how fast the book runs, measured, not hoped for.
+
+One run measures and prints:
+
+* ``batched_speedup``: wall time of K = 32 small MLPs (digits, two hidden layers of 64,
+  200 full-batch steps) trained one by one with :func:`helpers.batched.train_one`, over the
+  same 32 models trained at once with :func:`helpers.batched.train_batched`;
+* ``batched_flops_fraction``: FLOP/s achieved by the batched engine over the FLOP/s of a large
+  dense matmul measured in the same run;
+* ``notebooks``: quick-mode execution time of every chapter notebook (each in a fresh kernel,
+  one after another) and their total, plus the peak memory of the slowest;
+* the device, torch version and thread count.
+
+It writes ``_build/bench.json``; ``--publish`` also copies it to ``book/bench.json``, which the
+book's *Performance* appendix shows (the book build never re-measures). Ratios, not absolute
+times, are what carry over between machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from .batched import BatchedMLP, train_batched, train_one
+from .data import digits
+from .models import MLP
+
+WIDTHS = [64, 64, 64, 10]
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def training_flops(widths: list[int], n: int, steps: int, models: int) -> float:
+    """≈ FLOPs of full-batch training: 2·n·in·out per layer forward, twice that backward
+    (the first layer's input gradient is not needed: once)."""
+    per_step = 0.0
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        per_step += 2 * n * a * b * (2 if i == 0 else 3)
+    return per_step * steps * models
+
+
+def matmul_flops_per_second(size: int = 2048, repeats: int = 5,
+                            device: torch.device | str = "cpu") -> float:
+    """FLOP/s of a dense float32 (size × size) matmul, best of ``repeats``."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    a @ b  # warm-up
+    best = min(_timed(lambda: _sync(a @ b, device)) for _ in range(repeats))
+    return 2 * size**3 / best
+
+
+def _sync(value, device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _one_vs_batched(x, y, seeds, steps, batch_size, device) -> tuple[float, float]:
+    def one_by_one() -> None:
+        for s in seeds:
+            train_one(MLP(WIDTHS, seed=s, device=device), x, y, lr=0.1, steps=steps,
+                      batch_size=batch_size)
+        _sync(None, device)
+
+    def batched() -> None:
+        train_batched(BatchedMLP(WIDTHS, seeds, device=device), x, y, lr=0.1, steps=steps,
+                      batch_size=batch_size)
+        _sync(None, device)
+
+    return _timed(one_by_one), _timed(batched)
+
+
+def batched_benchmark(models: int = 32, steps: int = 200,
+                      device: torch.device | str = "cpu") -> dict[str, float]:
+    """Time one-by-one vs batched training of ``models`` digits MLPs (see module docstring).
+
+    Also reports the same comparison with mini-batches of 32 (``..._minibatch``), where each
+    single-model step is too small to keep the processor busy.
+    """
+    split = digits(seed=0, device=device)
+    x, y = split.x_train, split.y_train
+    seeds = list(range(models))
+    t_one, t_batched = _one_vs_batched(x, y, seeds, steps, None, device)
+    m_one, m_batched = _one_vs_batched(x, y, seeds, steps, 32, device)
+    flops = training_flops(WIDTHS, len(x), steps, models)
+    peak = matmul_flops_per_second(device=device)
+    return {"one_by_one_s": t_one, "batched_s": t_batched, "batched_speedup": t_one / t_batched,
+            "batched_flops_per_s": flops / t_batched, "matmul_flops_per_s": peak,
+            "batched_flops_fraction": flops / t_batched / peak,
+            "one_by_one_minibatch_s": m_one, "batched_minibatch_s": m_batched,
+            "batched_speedup_minibatch": m_one / m_batched}
+
+
+def _execute_here(path: Path, timeout: int) -> dict[str, float | bool]:
+    """Run in the child process: execute ``path`` and report time and the kernel's peak RSS."""
+    import resource
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(str(path), 4)
+    start, ok = time.perf_counter(), True
+    try:
+        NotebookClient(nb, timeout=timeout,
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    except Exception as err:  # report, do not crash the benchmark
+        ok = False
+        print(err, file=sys.stderr)
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the kernel's peak
+    return {"seconds": time.perf_counter() - start, "ok": ok, "peak_mb": peak_kb / 1024}
+
+
+def time_notebook(path: Path, timeout: int = 600) -> dict[str, float | str | bool]:
+    """Execute one notebook in a fresh kernel (in a child process); wall time and peak RSS."""
+    out = subprocess.run([sys.executable, "-m", "helpers.bench", "--time-notebook", str(path),
+                          "--timeout", str(timeout)], capture_output=True, text=True,
+                         env=os.environ | {"BOOK_PROGRESS": "0"})
+    lines = out.stdout.strip().splitlines()
+    if not lines:
+        return {"notebook": str(path), "seconds": float("nan"), "ok": False, "peak_mb": 0.0}
+    return {"notebook": str(path), **json.loads(lines[-1])}
+
+
+def chapter_notebooks(root: Path) -> list[Path]:
+    """Every chapter's .ipynb (book/<part>/<name>.ipynb)."""
+    return sorted(root.glob("book/*/*.ipynb"))
+
+
+def run(root: Path, *, notebooks: bool = True) -> dict:
+    """Measure everything; returns the JSON-ready report."""
+    from .config import get_config
+
+    cfg = get_config()
+    report: dict = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": cfg.device_name, "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "machine": f"{platform.machine()}, "
+        f"{os.cpu_count()} CPUs", "mode": cfg.mode,
+    }
+    report.update(batched_benchmark(device=cfg.device))
+    if notebooks:
+        rows = [time_notebook(p) for p in chapter_notebooks(root)]
+        slowest = max(rows, key=lambda r: r["seconds"], default=None)
+        report["notebooks"] = rows
+        report["notebooks_total_s"] = sum(r["seconds"] for r in rows)
+        report["slowest_notebook_peak_mb"] = slowest["peak_mb"] if slowest else None
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The report as a small text table."""
+    lines = [f"device {report['device']}, torch {report['torch']}, {report['threads']} threads,"
+             f" {report['machine']}, mode {report['mode']}, {report['date']}",
+             f"batched_speedup          {report['batched_speedup']:.2f}x "
+             f"(one by one {report['one_by_one_s']:.2f} s, batched {report['batched_s']:.2f} s)",
+             f"  with mini-batches of 32: {report['batched_speedup_minibatch']:.2f}x",
+             f"batched_flops_fraction   {report['batched_flops_fraction']:.2f} "
+             f"({report['batched_flops_per_s'] / 1e9:.1f} of "
+             f"{report['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s)"]
+    for row in report.get("notebooks", []):
+        lines.append(f"  {row['notebook']:<55} {row['seconds']:7.1f} s  "
+                     f"{row['peak_mb']:7.0f} MB  {'ok' if row['ok'] else 'FAILED'}")
+    if "notebooks_total_s" in report:
+        lines.append(f"notebooks total          {report['notebooks_total_s']:.1f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the table and write ``_build/bench.json``."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-notebooks", action="store_true", help="skip the notebook timings")
+    parser.add_argument("--publish", action="store_true",
+                        help="also copy the report to book/bench.json for the book's appendix")
+    parser.add_argument("--time-notebook", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=int, default=600, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.time_notebook:  # the child process of time_notebook
+        print(json.dumps(_execute_here(args.time_notebook, args.timeout)))
+        return 0
+    root = Path.cwd()
+    report = run(root, notebooks=not args.no_notebooks)
+    print(format_report(report))
+    out = root / "_build" / "bench.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {out}")
+    if args.publish:
+        (root / "book" / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
+    return 0 if all(r["ok"] for r in report.get("notebooks", [])) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The benchmark's pieces run and report what they claim (no timing is asserted)."""
+
+import json
+
+import nbformat
+import pytest
+
+from helpers import bench
+
+
+def test_training_flops_formula():
+    # one layer 64 -> 10 on n samples: forward 2*n*64*10, backward only the weight gradient
+    assert bench.training_flops([64, 10], n=5, steps=1, models=1) == 2 * 5 * 64 * 10 * 2
+    two = bench.training_flops([64, 64, 10], n=5, steps=3, models=2)
+    assert two == (2 * 5 * 64 * 64 * 2 + 2 * 5 * 64 * 10 * 3) * 3 * 2
+
+
+def test_batched_benchmark_reports_consistent_ratios():
+    out = bench.batched_benchmark(models=2, steps=2)
+    assert out["batched_speedup"] == pytest.approx(out["one_by_one_s"] / out["batched_s"])
+    assert 0 < out["batched_flops_fraction"] and out["matmul_flops_per_s"] > 0
+    assert "batched_speedup_minibatch" in out
+
+
+def test_time_notebook_runs_a_fresh_kernel(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = sum(range(10))\nassert x == 45")]
+    good = tmp_path / "good.ipynb"
+    nbformat.write(nb, good)
+    row = bench.time_notebook(good)
+    assert row["ok"] and row["seconds"] > 0 and row["peak_mb"] > 10
+    nb.cells = [nbformat.v4.new_code_cell("raise ValueError('boom')")]
+    bad = tmp_path / "bad.ipynb"
+    nbformat.write(nb, bad)
+    assert not bench.time_notebook(bad)["ok"]
+
+
+def test_report_format_and_json(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(bench, "batched_benchmark", lambda **kw: {
+        "one_by_one_s": 2.0, "batched_s": 1.0, "batched_speedup": 2.0,
+        "batched_flops_per_s": 1e9, "matmul_flops_per_s": 4e9, "batched_flops_fraction": 0.25,
+        "one_by_one_minibatch_s": 5.0, "batched_minibatch_s": 1.0,
+        "batched_speedup_minibatch": 5.0})
+    assert bench.main(["--no-notebooks"]) == 0
+    report = json.loads((tmp_path / "_build" / "bench.json").read_text())
+    assert report["batched_speedup"] == 2.0 and "torch" in report and "threads" in report
+    assert "2.00x" in bench.format_report(report)
