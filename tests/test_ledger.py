@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from helpers import check_claim, load_ledger, start_chapter
-from helpers.ledger import chapters_in_toc, claims_dir, format_table, ledger_markdown, main
+from helpers.ledger import claims_dir, format_table, main
 
 
 def test_passing_claim_is_recorded(capsys):
@@ -87,21 +87,5 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert main([]) == 1
     out = capsys.readouterr().out
     assert "good" in out and "bad" in out and "FAIL" in out
-
-
-def test_markdown_ledger_groups_chapters_and_refuses_partial():
-    start_chapter("unit-md", quiet=True)
-    check_claim("good", 1, "<", 2, paper="k")
-    records = load_ledger()
-    text = ledger_markdown(records, ["unit-md"])
-    assert "unit-md" in text and "| good |" in text and "1 pass, 0 fail" in text
-    with pytest.raises(ValueError, match="missing-chapter"):
-        ledger_markdown(records, ["unit-md", "missing-chapter"])
-    assert "good" in format_table(records)
-
-
-def test_chapters_in_toc_lists_part_chapters_only(tmp_path):
-    (tmp_path / "_toc.yml").write_text(
-        "format: jb-book\nroot: book/intro\nparts:\n  - caption: A\n    chapters:\n"
-        "      - file: book/notation\n      - file: book/optimisation/implicit_bias\n")
-    assert chapters_in_toc(tmp_path) == ["implicit-bias"]
+    assert "good" in format_table(load_ledger()) and "| bad |" in format_table(
+        load_ledger(), markdown=True)

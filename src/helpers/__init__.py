@@ -1,8 +1,8 @@
 """helpers: the package behind the executable deep-learning theory book.
 
 Every chapter imports it. It reads the book's settings (``BOOK_MODE``, ``BOOK_SEED``,
-``BOOK_DEVICE``) in one place (:mod:`helpers.config`), seeds everything, checks claims into the
-ledger (:mod:`helpers.claims`), styles figures (:mod:`helpers.plotting`), and holds the
+``BOOK_DEVICE``) in one place (``helpers.config``), seeds everything, checks claims into the
+ledger (``helpers.ledger``), styles figures (``helpers.plotting``), and holds the
 reusable experiments, one module per topic.
 """
 
@@ -12,11 +12,12 @@ import os
 # this only takes effect when set before torch is first imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from .batched import BatchedMLP, batched_accuracy, train_batched, train_one
 from .chapter import start_chapter
 from .config import BookConfig, get_config
 from .data import Split, bundled, digits
 from .hessian import count_near_zero, flat_parameters, loss_hessian, output_jacobian
-from .ledger import check_claim, load_ledger
+from .ledger import ClaimRecord, check_claim, load_ledger
 from .least_squares import (
     early_stopping_ridge_gap,
     gd_closed_form,
@@ -40,12 +41,8 @@ from .training import fit_lbfgs, fit_to_zero_loss, log_steps, train_gd
 
 # Chapters add their exports below, one import line per module.
 
-__all__ = [
-    "BookConfig", "DeepLinear", "MLP", "angle_degrees", "check_claim", "configure_threads",
-    "count_near_zero", "early_stopping_ridge_gap", "fit_lbfgs", "flat_parameters",
-    "gd_closed_form", "gd_least_squares", "get_config", "hard_margin_svm", "label",
-    "load_ledger", "log_steps", "logistic_gd", "loss_hessian", "make_generator",
-    "min_norm_solution", "null_space_projector", "output_jacobian", "progress",
-    "reference_line", "ridge_solution", "seed_everything", "separable_data", "spectrum_plot",
-    "stability_limit", "start_chapter", "subplots", "train_gd", "use_book_style",
-]
+# Everything public defined in the package, for ``from helpers import *`` and the API page.
+__all__ = sorted(
+    name for name, obj in globals().items()
+    if not name.startswith("_") and getattr(obj, "__module__", "").startswith("helpers.")
+)

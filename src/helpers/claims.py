@@ -1,6 +1,6 @@
 """``python -m helpers.claims``: print the claims ledger; exit 1 if any claim failed.
 
-The ledger itself (recording and reading claim checks) lives in :mod:`helpers.ledger`.
+The ledger itself (recording and reading claim checks) lives in ``helpers.ledger``.
 """
 
 import sys

@@ -5,7 +5,7 @@
 * ``BOOK_SEED``: an integer (default 0) from which every random seed is derived.
 * ``BOOK_DEVICE``: a torch device string (default ``cuda`` when available, else ``cpu``).
 
-Bad values raise :class:`ValueError` naming the variable. This file imports nothing from the
+Bad values raise ``ValueError`` naming the variable. This file imports nothing from the
 package and only imports torch when a device is asked for, so ``python src/helpers/config.py``
 checks the environment before anything is installed (the Makefile does this first).
 
@@ -115,7 +115,7 @@ def get_config(environ: Mapping[str, str] | None = None) -> BookConfig:
 def check_environment(environ: Mapping[str, str] | None = None) -> str:
     """Validate the variables that need no torch (mode, seed); also the device if torch imports.
 
-    Returns a one-line summary; raises :class:`ValueError` naming the bad variable.
+    Returns a one-line summary; raises ``ValueError`` naming the bad variable.
     """
     mode, seed = read_mode(environ), read_seed(environ)
     try:

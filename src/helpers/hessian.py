@@ -51,7 +51,7 @@ def output_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def count_near_zero(eigenvalues: torch.Tensor, *, rel_tol: float = 1e-8) -> int:
-    """How many |λ| ≤ rel_tol · max|λ|."""
+    """How many eigenvalues have ``|λ| ≤ rel_tol · max |λ|``."""
     if not rel_tol > 0:
         raise ValueError(f"rel_tol must be positive, got {rel_tol}")
     mags = eigenvalues.abs()

@@ -2,7 +2,7 @@
 
 A claim check compares a measured number with the paper's prediction under an explicit
 threshold, prints predicted beside measured, appends a record to the chapter's ledger file and
-raises :class:`AssertionError` (listing every quantity) when the claim fails, so a failing claim
+raises ``AssertionError`` (listing every quantity) when the claim fails, so a failing claim
 fails the notebook, the test suite and the strict book build.
 
 The ledger is one JSON file per chapter in ``_build/claims/`` at the repository root
@@ -178,7 +178,7 @@ def _append(record: ClaimRecord) -> None:
 
 
 def load_ledger(directory: Path | str | None = None) -> list[ClaimRecord]:
-    """All records in ``directory`` (default :func:`claims_dir`), chapter files in name order."""
+    """All records in ``directory`` (default: ``claims_dir()``), chapter files in name order."""
     folder = Path(directory) if directory is not None else claims_dir()
     records: list[ClaimRecord] = []
     for path in sorted(folder.glob("*.json")):
@@ -199,45 +199,6 @@ def format_table(records: list[ClaimRecord], *, markdown: bool = False) -> str:
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))]
                      + [fmt.format(*row) for row in rows])
-
-
-def chapters_in_toc(root: Path | str | None = None) -> list[str]:
-    """Chapter names (file stem, ``_`` → ``-``) of every toc entry inside a part folder.
-
-    Front and back matter (pages directly under ``book/``) are not chapters.
-    """
-    import yaml  # installed with jupyter-book; only the book build needs this
-
-    base = Path(root) if root is not None else find_root()
-    if base is None:
-        raise ValueError("root not given and no _config.yml found above the working directory")
-    toc = yaml.safe_load((base / "_toc.yml").read_text())
-    files = [c["file"] for part in toc.get("parts", []) for c in part.get("chapters", [])]
-    return [Path(f).name.replace("_", "-") for f in files if len(Path(f).parts) == 3]
-
-
-def ledger_markdown(records: list[ClaimRecord], expected: list[str]) -> str:
-    """The ledger page's body: one table per chapter in toc order, and a summary line.
-
-    Raises:
-        ValueError: when a chapter in ``expected`` has no ledger file (a partial ledger must
-            never be shown).
-    """
-    by_chapter: dict[str, list[ClaimRecord]] = {name: [] for name in expected}
-    for r in records:
-        by_chapter.setdefault(r.chapter, []).append(r)
-    missing = [name for name in expected if not by_chapter[name]]
-    if missing:
-        raise ValueError(f"no claims recorded for chapters {missing}: the ledger would be "
-                         "partial (build the chapters first)")
-    parts, n_fail = [], sum(not r.passed for r in records)
-    chapters = f"{len(by_chapter)} chapter" + ("s" if len(by_chapter) != 1 else "")
-    parts.append(f"**{len(records)} claims in {chapters}: "
-                 f"{len(records) - n_fail} pass, {n_fail} fail** "
-                 f"(mode `{records[0].mode}`, seed `{records[0].seed}`).")
-    for name, rows in by_chapter.items():
-        parts.append(f"**Chapter `{name}`**\n\n" + format_table(rows, markdown=True))
-    return "\n\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,7 @@ def separable_data(n: int, d: int, *, margin: float = 0.1, seed: int = 0,
     """n points in d dimensions, linearly separable through the origin with a gap.
 
     Points are standard Gaussian; a random unit teacher u labels them y = sign(uᵀx), and points
-    with |uᵀx| < margin are redrawn, so every point lies at least ``margin`` from the plane.
+    with ``|uᵀx| < margin`` are redrawn, so every point lies at least ``margin`` from the plane.
     Returns X (n, d) and y (n,) in float64.
     """
     if n < 2 or d < 1:

@@ -37,7 +37,7 @@ BOOK_STYLE = {
 
 
 def use_book_style() -> None:
-    """Apply :data:`BOOK_STYLE` to matplotlib's global rcParams."""
+    """Apply ``BOOK_STYLE`` to matplotlib's global rcParams."""
     mpl.rcParams.update(BOOK_STYLE)
 
 
@@ -77,7 +77,7 @@ def reference_line(ax: plt.Axes, value: float, *, axis: str = "y", text: str | N
 
 def spectrum_plot(ax: plt.Axes, eigenvalues: Sequence[float] | np.ndarray, *,
                   floor: float = 1e-16) -> None:
-    """Sorted absolute eigenvalues on a log scale (index vs |λ|), values below ``floor`` clipped."""
+    """Sorted absolute eigenvalues on a log scale against their rank; below ``floor`` clipped."""
     vals = np.sort(np.abs(np.asarray(eigenvalues, dtype=float)))[::-1]
     ax.semilogy(np.arange(1, len(vals) + 1), np.maximum(vals, floor), ".", markersize=4)
     label(ax, "eigenvalue index (sorted)", "|eigenvalue|")

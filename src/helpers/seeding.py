@@ -2,7 +2,7 @@
 
 Introduced in the chapter "Implicit bias of gradient descent"; used by every chapter through
 :func:`helpers.start_chapter`. Helpers never reseed globally: they take ``seed=`` or
-``generator=`` and build their own :class:`torch.Generator`.
+``generator=`` and build their own ``torch.Generator``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def seed_everything(seed: int) -> None:
 
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A fresh :class:`torch.Generator` on ``device`` seeded with ``seed`` (no global state)."""
+    """A fresh ``torch.Generator`` on ``device`` seeded with ``seed`` (no global state)."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     gen = torch.Generator(device=device)
