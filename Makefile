@@ -13,7 +13,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test env check-env pair lint unit build-test claims clean
+.PHONY: book test env check-env pair lint unit build-test browser claims clean
 
 # Fails at once, before any install, on a bad BOOK_MODE / BOOK_SEED.
 check-env:
@@ -26,7 +26,18 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	@touch $@
 
-env: check-env $(STAMP)
+# MathJax served from the book's own static files, so the HTML typesets math with no network.
+MATHJAX_VERSION := 3.2.2
+MATHJAX := _vendor/mathjax/tex-chtml.js
+
+$(MATHJAX):
+	rm -rf _build/mathjax-pkg && mkdir -p _build/mathjax-pkg _vendor
+	cd _build/mathjax-pkg && npm pack --silent mathjax@$(MATHJAX_VERSION) > /dev/null \
+		&& tar xzf mathjax-$(MATHJAX_VERSION).tgz
+	rm -rf _vendor/mathjax && cp -r _build/mathjax-pkg/package/es5 _vendor/mathjax
+	rm -rf _build/mathjax-pkg
+
+env: check-env $(STAMP) $(MATHJAX)
 	@$(PY) src/helpers/config.py
 
 ## make book: build _build/html (cached execution; re-executes after helper/settings changes)
@@ -42,7 +53,7 @@ book: env
 ## Each chapter executes once: nbmake stores its executed notebook in the test build's
 ## execution cache (tests/conftest.py) and the strict build renders it from there.
 TEST_OUT := $(CURDIR)/_build/test
-test: env lint unit build-test claims
+test: env lint unit build-test browser claims
 
 lint:
 	$(VENV)/bin/ruff check src tests book _ext
@@ -51,11 +62,20 @@ unit:
 	rm -rf $(TEST_OUT)
 	BOOK_CLAIMS_DIR=$(TEST_OUT)/claims BOOK_EXEC_CACHE=$(TEST_OUT)/_build/.jupyter_cache \
 		OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(JOBS) --nbmake --nbmake-timeout=300 \
-		tests $(wildcard book/*/*.ipynb)
+		--ignore=tests/browser tests $(wildcard book/*/*.ipynb)
 
 build-test:
 	BOOK_CLAIMS_DIR=$(TEST_OUT)/claims $(VENV)/bin/jupyter-book build . -W -n --keep-going \
 		--path-output $(TEST_OUT)
+
+## The built pages in headless Chromium with no network; screenshots in _build/screens/.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		BOOK_HTML=$(TEST_OUT)/_build/html $(PY) -m pytest -q tests/browser; \
+	else \
+		echo "!!!!!!!! BROWSER TEST SKIPPED: chromium and chromium-driver are not installed"; \
+		echo "!!!!!!!! (apt-get install chromium chromium-driver; .ci/run does this)"; \
+	fi
 
 claims:
 	$(PY) -m helpers.claims --dir $(TEST_OUT)/claims

@@ -6,6 +6,8 @@
 * ``{chapter-status}`` (landing page) lists every chapter by part with its claim status.
 * ``{claims-ledger}`` (back matter) shows every recorded claim, grouped by chapter, with links.
 
+It also keeps the HTML clean in a browser console (see ``_dedupe_scripts``).
+
 The directives leave placeholders that are filled when pages are written, after every chapter
 has executed (or come from the execution cache), from the ledger files of this build. A chapter
 in the table of contents without ledger records is a build warning, so a strict build never
@@ -120,8 +122,8 @@ def _header(app, docname: str, node: _placeholder) -> nodes.Node:
             para += c
         items.append(nodes.list_item("", para))
 
-    claim = node.children[0] if node.children else nodes.paragraph()
-    item("Claim", *claim.children)
+    parsed = next(iter(node.findall(nodes.paragraph)), None) if node.children else None
+    item("Claim", *(parsed.children if parsed is not None else []))
     papers = list(dict.fromkeys(r.paper for r in records))
     if papers:
         item("Paper" + ("s" if len(papers) > 1 else ""), _link(
@@ -223,6 +225,29 @@ def _fill(app, doctree, docname):
         node.replace_self(new)
 
 
+def _dedupe_scripts(app, pagename, templatename, context, doctree):
+    """Jupyter Book 1 registers Thebe's inline configuration twice (with different option
+    strings), which redeclares ``const THEBE_JS_URL`` and throws in every browser console;
+    keep only the first inline script declaring a given top-level ``const``."""
+    scripts, seen = context.get("script_files", []), set()
+    unique = []
+    for js in scripts:
+        body = (getattr(js, "attributes", {}) or {}).get("body") or ""
+        declared = re.match(r"\s*const\s+(\w+)", body)
+        key = ("const", declared.group(1)) if declared else (getattr(js, "filename", ""), body)
+        if key not in seen:
+            seen.add(key)
+            unique.append(js)
+    scripts[:] = unique
+
+
+def _light_mode_default(app, pagename, templatename, context, doctree):
+    # The theme's template reads ``default_mode``; left empty, a first visit logs
+    # "Got invalid theme mode" as a console error.
+    if not context.get("default_mode"):
+        context["default_mode"] = "light"
+
+
 def _always_outdated(app, env, added, changed, removed):
     return [doc for doc in ALWAYS_FRESH if doc in env.found_docs]
 
@@ -234,4 +259,6 @@ def setup(app):
     app.add_directive("claims-ledger", ClaimsLedger)
     app.connect("doctree-resolved", _fill)
     app.connect("env-get-outdated", _always_outdated)
+    app.connect("html-page-context", _dedupe_scripts)
+    app.connect("html-page-context", _light_mode_default)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
