@@ -40,6 +40,12 @@ from .seeding import configure_threads, make_generator, seed_everything
 from .training import fit_lbfgs, fit_to_zero_loss, log_steps, train_gd
 
 # Chapters add their exports below, one import line per module.
+from .feedback import FEEDBACKS, BatchManhattan, FeedbackLinear, feedback_matrix  # noqa: F401
+from .feedback_training import GridResult, Variant, train_feedback_grid  # noqa: F401
+from .heads import Heads, random_heads, render_heads, view_vectors  # noqa: F401
+from .hebbian import centre_views, mirror_symmetry_index, oja, principal_components, sanger, unit_responses  # noqa: E501, F401
+from .encoder_decoder import EncoderDecoder1d, HaarCReLU, count_patterns, frame_expansion_error, haar_filters, jacobian_ranks, jacobians, line_breakpoints  # noqa: E501, F401
+from .wide_features import WideCNN, distinct_digits, numerical_rank, random_labels, readout_fit, train_full_gd, width_sweep  # noqa: E501, F401
 
 # Everything public defined in the package, for ``from helpers import *`` and the API page.
 __all__ = sorted(
