@@ -64,7 +64,7 @@ class EncoderDecoder1d(nn.Module):
                                       for i in range(levels)) if skips else None
         self.n, self.channels, self.skips = n, channels, skips
         self.bottleneck_width = channels[-1] * n // 2**levels
-        #: ReLU neurons: all encoder layers and all decoder layers but the linear output.
+        #: The number of ReLU neurons (every encoder layer, every decoder layer but the output).
         self.n_relu = sum(ch * n // 2**(i + 1) for i, ch in enumerate(channels)) + sum(
             ch * n // 2**(i + 1) for i, ch in enumerate(channels[:-1]))
 

@@ -160,7 +160,7 @@ class FeedbackLinear(nn.Linear):
 
     Args:
         in_features, out_features, bias: as for ``nn.Linear``.
-        feedback: one of :data:`FEEDBACKS` (see the module docstring for each V).
+        feedback: one of ``FEEDBACKS`` (see the module docstring for each V).
         q: sign concordance in [0, 1], the fraction of feedback signs that agree with W
             (default 1); not allowed for ``"random"``.
         scale: the feedback magnitude for the sign-based and random variants (default 1, the
