@@ -74,7 +74,8 @@ if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
 
 PAGE_FACTS = """
 const text = (() => { const c = document.querySelector('main') || document.body;
-  const copy = c.cloneNode(true); copy.querySelectorAll('pre, code, script').forEach(e => e.remove());
+  const copy = c.cloneNode(true);
+  copy.querySelectorAll('pre, code, script').forEach(e => e.remove());
   return copy.innerText; })();
 const broken = Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))
   .map(i => i.getAttribute('src'));
