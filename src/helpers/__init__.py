@@ -48,6 +48,9 @@ from .encoder_decoder import EncoderDecoder1d, HaarCReLU, count_patterns, frame_
 from .wide_features import WideCNN, distinct_digits, numerical_rank, random_labels, readout_fit, train_full_gd, width_sweep  # noqa: E501, F401
 from .mean_field import beta_q, chi, correlated_inputs, correlation_map, correlation_trajectory, delta_map, edge_of_chaos, gaussian_moment, mean_field_init_, random_network_gram, relu_correlation_map, variance_fixed_point, variance_map  # noqa: E501, F401
 from .signal_propagation import ARCHITECTURES, Propagation, effective_rank, growth_fits, linear_fit, propagate  # noqa: E501, F401
+from .linear_regions import boundary_distance, count_regions, count_regions_on_grid, first_layer_expected_count, he_networks, max_regions_on_line, segment_breakpoints  # noqa: E501, F401
+from .capacity import arrangement_regions, capacity_formula, cover_count, lp_separable, threshold_functions  # noqa: E501, F401
+from .monotone import best_monotone_accuracy, init_mlps, monotonicity_violations, ordered_pairs, train_classifiers  # noqa: E501, F401
 
 # Everything public defined in the package, for ``from helpers import *`` and the API page.
 __all__ = sorted(

@@ -1,0 +1,223 @@
+"""Linear regions of ReLU networks at initialisation, counted exactly along line segments.
+
+A ReLU network x ↦ W_{L+1} relu(W_L ⋯ relu(W_1 x + b_1) ⋯ + b_L) is piecewise linear; its
+*activation regions* are the sets of inputs sharing one on/off pattern of the N = n_1 + ⋯ + n_L
+hidden neurons. Along a segment x(t) = a + t (b − a), t ∈ [0, 1], the breakpoints are the
+points where some neuron's pre-activation z_i(x(t)) crosses zero, and the number of regions
+the segment meets is the number of breakpoints plus one. Hanin & Rolnick (2019), "Complexity of
+Linear Regions in Deep Networks", show that at initialisation this number per unit length is
+of order N (not exponential in depth), and that the distance from a point to the nearest
+region boundary is of order 1/N.
+
+The count here is exact: breakpoints are propagated layer by layer. Once every breakpoint of
+layers < l is known, layer l's pre-activations are affine in t between consecutive knots, so
+each of its zeros is found from the sign change between two knots by linear interpolation.
+Evaluating on a grid instead misses every pair of breakpoints that fall between two grid points.
+
+Introduced in the chapter "Linear regions at initialisation".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+Network = tuple[list[torch.Tensor], list[torch.Tensor]]
+
+
+def _check_widths(widths: Sequence[int]) -> list[int]:
+    widths = list(widths)
+    if len(widths) < 3:
+        raise ValueError(f"widths needs an input, at least one hidden and an output size, "
+                         f"got {widths}")
+    if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+        raise ValueError(f"widths must be positive integers, got {widths}")
+    return widths
+
+
+def he_networks(widths: Sequence[int], n_networks: int, *, bias_std: float = 0.0,
+                seed: int = 0, dtype: torch.dtype = torch.float64) -> Network:
+    """A batch of ReLU networks with He initialisation, W_l ~ N(0, 2/n_{l−1}), b_l ~ N(0, σ_b²).
+
+    Args:
+        widths: [d, n_1, …, n_L, n_out]: input size, hidden widths, output size.
+        n_networks: B, how many independent networks to draw.
+        bias_std: σ_b (0 gives bias-free, positively homogeneous networks).
+        seed: seed of a private generator (the global one is untouched).
+
+    Returns:
+        ``(weights, biases)``: lists with shapes (B, n_l, n_{l−1}) and (B, n_l).
+    """
+    widths = _check_widths(widths)
+    if isinstance(n_networks, bool) or not isinstance(n_networks, int) or n_networks < 1:
+        raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
+    if not bias_std >= 0:
+        raise ValueError(f"bias_std must be non-negative, got {bias_std}")
+    gen = torch.Generator().manual_seed(seed)
+    weights, biases = [], []
+    for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
+        std = math.sqrt(2.0 / n_in)
+        weights.append(std * torch.randn(n_networks, n_out, n_in, generator=gen, dtype=dtype))
+        biases.append(bias_std * torch.randn(n_networks, n_out, generator=gen, dtype=dtype))
+    return weights, biases
+
+
+def _check_network(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor]) -> int:
+    if len(weights) != len(biases) or len(weights) < 2:
+        raise ValueError("weights and biases must be lists of equal length ≥ 2 "
+                         "(hidden layers and the output layer)")
+    B = weights[0].shape[0]
+    for w, b in zip(weights, biases, strict=True):
+        if w.ndim != 3 or b.shape != (B, w.shape[1]):
+            raise ValueError("weights must have shapes (B, n_l, n_{l-1}) and biases (B, n_l)")
+    return B
+
+
+def pre_activations(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+                    x: torch.Tensor) -> list[torch.Tensor]:
+    """Hidden pre-activations z_l(x) for every hidden layer; x (B, P, d) → list of (B, P, n_l)."""
+    _check_network(weights, biases)
+    out, h = [], x
+    for w, b in zip(weights[:-1], biases[:-1], strict=True):
+        z = torch.einsum("bpj,bij->bpi", h, w) + b[:, None, :]
+        out.append(z)
+        h = torch.relu(z)
+    return out
+
+
+def network_output(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+                   x: torch.Tensor) -> torch.Tensor:
+    """The networks' outputs at x (B, P, d) → (B, P, n_out)."""
+    zs = pre_activations(weights, biases, x)
+    h = torch.relu(zs[-1])
+    return torch.einsum("bpj,bij->bpi", h, weights[-1]) + biases[-1][:, None, :]
+
+
+def _segment_points(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return a[:, None, :] + t[..., None] * (b - a)[:, None, :]  # (B, K, d)
+
+
+def _check_segment(a: torch.Tensor, b: torch.Tensor, B: int, d: int) -> None:
+    if a.shape != (B, d) or b.shape != (B, d):
+        raise ValueError(f"a and b must have shape (B, d) = ({B}, {d}), got {tuple(a.shape)} "
+                         f"and {tuple(b.shape)}")
+
+
+def segment_breakpoints(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+                        a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every breakpoint of each network along its segment a → b, found exactly.
+
+    Layer by layer: with the knots T (all breakpoints of earlier layers, plus 0 and 1) the
+    pre-activation of a layer-l neuron is affine between consecutive knots, so it vanishes in
+    (t_k, t_{k+1}) iff z(t_k) z(t_{k+1}) < 0, at t_k + (t_{k+1} − t_k) z(t_k)/(z(t_k) − z(t_{k+1})).
+
+    Args:
+        weights, biases: a batch of B networks (see :func:`he_networks`).
+        a, b: segment ends, (B, d): network i is cut along a[i] → b[i].
+
+    Returns:
+        ``(t, counts)``: t (B, K) sorted knots in [0, 1] (padded with 1.0), counts (B,) the
+        number of breakpoints in (0, 1); the segment meets ``counts + 1`` regions.
+    """
+    B = _check_network(weights, biases)
+    _check_segment(a, b, B, weights[0].shape[2])
+    t = torch.tensor([0.0, 1.0], dtype=a.dtype).expand(B, 2).contiguous()
+    for layer in range(len(weights) - 1):
+        z = pre_activations(weights[: layer + 2], biases[: layer + 2],
+                            _segment_points(a, b, t))[layer]  # (B, K, n_l)
+        z0, z1 = z[:, :-1], z[:, 1:]
+        crossing = z0 * z1 < 0  # (B, K-1, n_l)
+        dt = (t[:, 1:] - t[:, :-1])[..., None]
+        t_new = (t[:, :-1, None] + dt * z0 / torch.where(crossing, z0 - z1, 1.0))[crossing]
+        net = crossing.nonzero()[:, 0]
+        per_net = torch.bincount(net, minlength=B)
+        if t_new.numel() == 0:
+            continue
+        start = torch.cumsum(per_net, 0) - per_net
+        slot = torch.arange(t_new.numel()) - start[net]
+        padded = torch.ones(B, int(per_net.max()), dtype=t.dtype)
+        padded[net, slot] = t_new
+        t = torch.sort(torch.cat([t, padded], dim=1), dim=1).values
+    counts = ((t > 0) & (t < 1)).sum(dim=1)
+    return t, counts
+
+
+def count_regions(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+                  a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Exact number of activation regions each segment a[i] → b[i] meets, (B,) int64."""
+    return segment_breakpoints(weights, biases, a, b)[1] + 1
+
+
+def count_regions_on_grid(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+                          a: torch.Tensor, b: torch.Tensor, n_grid: int) -> torch.Tensor:
+    """Regions counted by sampling: 1 + number of grid steps where the activation pattern changes.
+
+    A lower bound on :func:`count_regions`: two breakpoints between neighbouring grid points are
+    seen as at most one change. Returns (B,) int64.
+    """
+    B = _check_network(weights, biases)
+    _check_segment(a, b, B, weights[0].shape[2])
+    if isinstance(n_grid, bool) or not isinstance(n_grid, int) or n_grid < 2:
+        raise ValueError(f"n_grid must be an integer ≥ 2, got {n_grid!r}")
+    t = torch.linspace(0, 1, n_grid, dtype=a.dtype).expand(B, n_grid)
+    pattern = torch.cat([z > 0 for z in pre_activations(weights, biases,
+                                                        _segment_points(a, b, t))], dim=2)
+    return (pattern[:, 1:] != pattern[:, :-1]).any(dim=2).sum(dim=1) + 1
+
+
+def boundary_distance(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+                      x: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance from each x to the boundary of its activation region, exactly.
+
+    Inside its activation region R every pre-activation is affine, z_i(y) = z_i(x) + g_i·(y − x)
+    with g_i = ∇z_i(x), and R = ∩_i {y : sign z_i(y) = sign z_i(x)} is a convex polytope. The
+    distance from x to the boundary of a polytope is the distance to the nearest of its
+    hyperplanes: min_i |z_i(x)| / ‖g_i‖ (neurons with g_i = 0 never switch in R).
+
+    Args:
+        x: (B, P, d) points, P per network.
+
+    Returns:
+        (B, P) distances.
+    """
+    B = _check_network(weights, biases)
+    if x.ndim != 3 or x.shape[0] != B or x.shape[2] != weights[0].shape[2]:
+        raise ValueError(f"x must have shape (B, P, d) with B={B}, d={weights[0].shape[2]}")
+    zs = pre_activations(weights, biases, x)
+    grad = weights[0][:, None].expand(-1, x.shape[1], -1, -1)  # (B, P, n_1, d)
+    best = torch.full(x.shape[:2], math.inf, dtype=x.dtype)
+    for layer, z in enumerate(zs):
+        if layer > 0:  # chain rule through the ReLU mask of the layer below
+            mask = (zs[layer - 1] > 0).to(x.dtype)
+            grad = torch.einsum("bij,bpj,bpjk->bpik", weights[layer], mask, grad)
+        gnorm = grad.norm(dim=3)
+        dist = torch.where(gnorm > 0, z.abs() / torch.where(gnorm > 0, gnorm, 1.0), math.inf)
+        best = torch.minimum(best, dist.min(dim=2).values)
+    return best
+
+
+def max_regions_on_line(hidden_widths: Sequence[int]) -> int:
+    """Upper bound ∏_l (n_l + 1) on the regions a line can meet (Hanin & Rolnick, eq. 1 in 1-D).
+
+    A layer of n neurons acting on a function with p affine pieces adds at most n·p breakpoints
+    (one per neuron per piece), so the count grows at most by the factor n + 1 per layer:
+    exponential in depth at fixed width.
+    """
+    widths = list(hidden_widths)
+    if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1
+                         for w in widths):
+        raise ValueError(f"hidden_widths must be positive integers, got {widths}")
+    return math.prod(w + 1 for w in widths)
+
+
+def first_layer_expected_count(a: torch.Tensor, b: torch.Tensor, n_1: int) -> torch.Tensor:
+    """E[# first-layer breakpoints on a → b] = n_1 · ∠(a, b)/π for bias-free Gaussian weights.
+
+    Integrating the density sin∠(x, u)/(π‖x‖) derived in the chapter along the segment gives the
+    angle the segment subtends at the origin, over π: the chance that a random hyperplane through
+    the origin separates a and b. Works on (..., d) batches.
+    """
+    cos = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))
+    return n_1 * torch.arccos(cos.clamp(-1.0, 1.0)) / math.pi
