@@ -5,6 +5,9 @@
   and their status, the quick-mode run time and an "Open in Colab" link.
 * ``{chapter-status}`` (landing page) lists every chapter by part with its claim status.
 * ``{claims-ledger}`` (back matter) shows every recorded claim, grouped by chapter, with links.
+* Bars in docstrings (``|x|``) are escaped for the API page.
+* Prose that names a helper as ``helpers.name`` links to its entry on the API page, and each
+  chapter header lists the helpers the chapter calls.
 
 It also keeps the HTML clean in a browser console (see ``_dedupe_scripts``).
 
@@ -141,6 +144,16 @@ def _header(app, docname: str, node: _placeholder) -> nodes.Node:
         mode = records[0].mode if records else "quick"
         item("Run time", nodes.Text(f"{runtime:.0f} s to execute when this book was built "
                                     f"({mode} mode)"))
+    used = _helpers_used(app, docname)
+    if used:
+        api = app.builder.get_relative_uri(docname, "book/api")
+        links: list[nodes.Node] = []
+        for i, name in enumerate(used):
+            if i:
+                links.append(nodes.Text(", "))
+            links.append(nodes.reference("", "", nodes.literal("", name),
+                                         refuri=f"{api}#helpers.{name}", internal=True))
+        item("Helpers used", *links)
     repo = app.config.html_theme_options.get("repository_url", "").rstrip("/")
     branch = app.config.html_theme_options.get("repository_branch", "main")
     if repo.startswith("https://github.com/"):
@@ -152,6 +165,30 @@ def _header(app, docname: str, node: _placeholder) -> nodes.Node:
         logger.warning(f"chapter {docname} has no claim records in this build",
                        location=docname)
     return box
+
+
+def _helpers_used(app, docname: str) -> list[str]:
+    """Public helpers the chapter's code calls (``helpers.name``), in order of first use."""
+    import helpers
+
+    source = Path(app.env.doc2path(docname)).read_text()
+    names = re.findall(r"\bhelpers\.([A-Za-z_]\w*)", source)
+    return [n for n in dict.fromkeys(names) if n in helpers.__all__]
+
+
+def _link_helper_literals(app, doctree, docname) -> None:
+    """Prose that names ``helpers.something`` links to its entry on the API page."""
+    if docname == "book/api":
+        return
+    import helpers
+
+    api = app.builder.get_relative_uri(docname, "book/api")
+    for lit in list(doctree.findall(nodes.literal)):
+        m = re.fullmatch(r"helpers\.([A-Za-z_]\w*)(\(.*\))?", lit.astext())
+        if m and m.group(1) in helpers.__all__ and not isinstance(lit.parent, nodes.reference):
+            ref = nodes.reference("", "", refuri=f"{api}#helpers.{m.group(1)}", internal=True)
+            lit.replace_self(ref)
+            ref += lit
 
 
 def _status(app, docname: str) -> nodes.Node:
@@ -223,6 +260,7 @@ def _fill(app, doctree, docname):
         new = (_header(app, docname, node) if kind == "header" else
                _status(app, docname) if kind == "status" else _ledger(app, docname))
         node.replace_self(new)
+    _link_helper_literals(app, doctree, docname)
 
 
 def _dedupe_scripts(app, pagename, templatename, context, doctree):
@@ -248,6 +286,16 @@ def _light_mode_default(app, pagename, templatename, context, doctree):
         context["default_mode"] = "light"
 
 
+def _escape_bars(app, what, name, obj, options, lines) -> None:
+    """Docstrings state math such as ``|w_i| ≤ 1``; reStructuredText would read ``|...|`` as a
+    substitution. Escape bars outside inline literals so the API page shows them as written."""
+    for i, line in enumerate(lines):
+        parts = line.split("``")
+        for j in range(0, len(parts), 2):
+            parts[j] = re.sub(r"(?<!\\)\|", r"\\|", parts[j])
+        lines[i] = "``".join(parts)
+
+
 def _always_outdated(app, env, added, changed, removed):
     return [doc for doc in ALWAYS_FRESH if doc in env.found_docs]
 
@@ -261,4 +309,5 @@ def setup(app):
     app.connect("env-get-outdated", _always_outdated)
     app.connect("html-page-context", _dedupe_scripts)
     app.connect("html-page-context", _light_mode_default)
+    app.connect("autodoc-process-docstring", _escape_bars)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
