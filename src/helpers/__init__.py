@@ -46,6 +46,8 @@ from .heads import Heads, random_heads, render_heads, view_vectors  # noqa: F401
 from .hebbian import centre_views, mirror_symmetry_index, oja, principal_components, sanger, unit_responses  # noqa: E501, F401
 from .encoder_decoder import EncoderDecoder1d, HaarCReLU, count_patterns, frame_expansion_error, haar_filters, jacobian_ranks, jacobians, line_breakpoints  # noqa: E501, F401
 from .wide_features import WideCNN, distinct_digits, numerical_rank, random_labels, readout_fit, train_full_gd, width_sweep  # noqa: E501, F401
+from .normalization import OnlineResult, StreamState, lp_stats, normalize, streaming_normalize, train_online  # noqa: E501, F401
+from .recurrent_resnet import ResidualStack, classifier_accuracy, rnn_unroll, train_classifier  # noqa: E501, F401
 from .mean_field import beta_q, chi, correlated_inputs, correlation_map, correlation_trajectory, delta_map, edge_of_chaos, gaussian_moment, mean_field_init_, random_network_gram, relu_correlation_map, variance_fixed_point, variance_map  # noqa: E501, F401
 from .signal_propagation import ARCHITECTURES, Propagation, effective_rank, growth_fits, linear_fit, propagate  # noqa: E501, F401
 from .linear_regions import boundary_distance, count_regions, count_regions_on_grid, first_layer_expected_count, he_networks, max_regions_on_line, segment_breakpoints  # noqa: E501, F401

@@ -1,0 +1,180 @@
+"""Residual networks as unrolled recurrent networks, with or without weight sharing.
+
+Liao & Poggio (2016), "Bridging the Gaps Between Residual Learning, Recurrent Neural Networks
+and Visual Cortex" {liao2016bridging}: the recurrence h_{t+1} = h_t + f(h_t), unrolled for T
+steps, is a depth-T ResNet whose blocks share one set of weights. :class:`ResidualStack` builds
+both (``shared=True``: one block applied T times, the RNN; ``shared=False``: T blocks, the
+ResNet), for R independent models at once (a leading "runs" dimension on every weight), so
+that several seeds train in one batched loop.
+
+Introduced in the chapter "ResNets are unrolled recurrent networks" (book/depth/resnet_rnn).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+NORMS = (None, "shared", "per_step")
+
+
+class ResidualStack(nn.Module):
+    """x ↦ h_0 = relu(xA + a);  h_{t+1} = h_t + f_t(h_t) for t < T;  logits = h_T C + c.
+
+    The residual branch is f_t(h) = relu(N_t(h W1_t + b1_t)) W2_t + b2_t, with N_t the identity
+    or batch normalisation. With ``shared=True`` every step uses the same block (k = 0): a
+    recurrent network unrolled T times; with ``shared=False`` step t uses block t: a ResNet.
+
+    Args:
+        d_in, width, n_classes: input size, hidden width d, number of classes.
+        T: number of steps (blocks). shared: tie the blocks' weights.
+        skip: keep the identity path (``False`` gives h_{t+1} = f_t(h_t), a plain network).
+        norm: ``None``; ``"shared"`` (batch norm whose running statistics are pooled over all
+            steps, as in an RNN); ``"per_step"`` (one set of running statistics per step, as in
+            a ResNet). Both use the batch's statistics while training.
+        runs: R, models held side by side; every weight has shape (R, ...).
+        seed: seeds the initialisation (no global generator is touched).
+        branch_scale: W2 starts with standard deviation branch_scale·√(2/(T·width)), so the
+            T residual branches together move h by O(branch_scale) at initialisation.
+    Inputs have shape (R, B, d_in); outputs (R, B, n_classes).
+    """
+
+    def __init__(self, d_in: int, width: int, n_classes: int, T: int, *, shared: bool,
+                 skip: bool = True, norm: str | None = None, runs: int = 1, seed: int = 0,
+                 dtype: torch.dtype = torch.float32, branch_scale: float = 0.25):
+        super().__init__()
+        for name, v in (("d_in", d_in), ("width", width), ("n_classes", n_classes), ("T", T),
+                        ("runs", runs)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        self.T, self.shared, self.skip, self.norm, self.runs = T, shared, skip, norm, runs
+        K = 1 if shared else T  # number of distinct blocks
+        gen = torch.Generator().manual_seed(seed)
+
+        def init(*shape: int, fan_in: int, gain: float = 2.0) -> nn.Parameter:
+            w = torch.randn(*shape, generator=gen, dtype=dtype) * (gain / fan_in) ** 0.5
+            return nn.Parameter(w)
+
+        zeros = lambda *s: nn.Parameter(torch.zeros(*s, dtype=dtype))  # noqa: E731
+        self.A, self.a = init(runs, d_in, width, fan_in=d_in), zeros(runs, 1, width)
+        self.W1, self.b1 = init(runs, K, width, width, fan_in=width), zeros(runs, K, 1, width)
+        # A small residual branch keeps h_T of order h_0 at any T (``branch_scale`` ≤ 1).
+        self.W2 = init(runs, K, width, width, fan_in=width, gain=2.0 * branch_scale**2 / T)
+        self.b2 = zeros(runs, K, 1, width)
+        self.C, self.c = init(runs, width, n_classes, fan_in=width, gain=1.0), zeros(runs, 1,
+                                                                                     n_classes)
+        S = 0 if norm is None else (1 if norm == "shared" else T)  # running-statistics slots
+        self.register_buffer("running_mean", torch.zeros(runs, S, 1, width, dtype=dtype))
+        self.register_buffer("running_var", torch.ones(runs, S, 1, width, dtype=dtype))
+        self.momentum = 0.1
+
+    def _bn(self, z: torch.Tensor, t: int) -> torch.Tensor:
+        slot = 0 if self.norm == "shared" else t
+        if self.training:
+            mu, var = z.mean(1, keepdim=True), z.var(1, keepdim=True, unbiased=False)
+            with torch.no_grad():
+                self.running_mean[:, slot].lerp_(mu, self.momentum)
+                self.running_var[:, slot].lerp_(var, self.momentum)
+        else:
+            mu, var = self.running_mean[:, slot], self.running_var[:, slot]
+        return (z - mu) / (var + 1e-5).sqrt()
+
+    def branch(self, h: torch.Tensor, t: int) -> torch.Tensor:
+        """f_t(h) for h of shape (R, B, d)."""
+        k = 0 if self.shared else t
+        z = torch.baddbmm(self.b1[:, k], h, self.W1[:, k])
+        if self.norm is not None:
+            z = self._bn(z, t)
+        return torch.baddbmm(self.b2[:, k], torch.relu(z), self.W2[:, k])
+
+    def hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[h_0, h_1, …, h_T], each (R, B, d)."""
+        if x.dim() == 2:
+            x = x.expand(self.runs, *x.shape)
+        hs = [torch.relu(torch.baddbmm(self.a, x, self.A))]
+        for t in range(self.T):
+            f = self.branch(hs[-1], t)
+            hs.append(hs[-1] + f if self.skip else f)
+        return hs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.c, self.hidden(x)[-1], self.C)
+
+    def n_parameters(self) -> int:
+        """Trainable parameters of one model (one run)."""
+        return sum(p[0].numel() for p in self.parameters())
+
+    def unrolled_copy(self) -> ResidualStack:
+        """The same network written as a depth-T ResNet: T separate blocks, each a copy of the
+        shared block (weights equal in value, no longer tied). Only for ``shared=True``."""
+        if not self.shared:
+            raise ValueError("unrolled_copy needs shared=True (nothing to unroll otherwise)")
+        width, d_in = self.W1.shape[-1], self.A.shape[1]
+        net = ResidualStack(d_in, width, self.C.shape[-1], self.T, shared=False, skip=self.skip,
+                            norm=self.norm, runs=self.runs, dtype=self.A.dtype)
+        with torch.no_grad():
+            for name in ("A", "a", "C", "c"):
+                getattr(net, name).copy_(getattr(self, name))
+            for name in ("W1", "b1", "W2", "b2"):
+                getattr(net, name).copy_(getattr(self, name).expand_as(getattr(net, name)))
+            if self.norm is not None:
+                net.running_mean.copy_(self.running_mean.expand_as(net.running_mean))
+                net.running_var.copy_(self.running_var.expand_as(net.running_var))
+        return net.train(self.training)
+
+
+def rnn_unroll(cell, h0: torch.Tensor, T: int, *, skip: bool = True) -> torch.Tensor:  # noqa: ANN001
+    """h_T of the recurrence h_{t+1} = h_t + cell(h_t) (or cell(h_t) without skip), T steps."""
+    if isinstance(T, bool) or not isinstance(T, int) or T < 0:
+        raise ValueError(f"T must be a non-negative integer, got {T!r}")
+    h = h0
+    for _ in range(T):
+        h = h + cell(h) if skip else cell(h)
+    return h
+
+
+def train_classifier(model: ResidualStack, split, *, epochs: int = 30,  # noqa: ANN001
+                     batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 0.0,
+                     seed: int = 0) -> torch.Tensor:
+    """Mini-batch AdamW (decoupled ``weight_decay``) on cross-entropy, all R runs at once.
+
+    The learning rate decays linearly from ``lr`` to zero, so that the final weights do not
+    carry the noise of the last few steps (which otherwise dominates run-to-run differences).
+    Returns the (R,) test accuracy.
+
+    The loss is the sum over runs of each run's mean loss, so the runs never interact (Adam is
+    element-wise). Each run sees its own sample order, drawn from ``seed``.
+    """
+    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    x, y = split.x_train.to(model.A.dtype), split.y_train
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    n, R = len(x), model.runs
+    total = epochs * (n // batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 - k / total)
+    model.train()
+    for _ in range(epochs):
+        order = torch.stack([torch.randperm(n, generator=gen) for _ in range(R)])  # (R, n)
+        for start in range(0, n - batch_size + 1, batch_size):
+            idx = order[:, start:start + batch_size]  # (R, B)
+            logits = model(x[idx])
+            loss = nn.functional.cross_entropy(logits.flatten(0, 1), y[idx].flatten()) * R
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    return classifier_accuracy(model, split)
+
+
+def classifier_accuracy(model: ResidualStack, split) -> torch.Tensor:  # noqa: ANN001
+    """(R,) accuracy on ``split.x_test`` in evaluation mode."""
+    model.eval()
+    with torch.no_grad():
+        pred = model(split.x_test.to(model.A.dtype)).argmax(-1)  # (R, n_test)
+    return (pred == split.y_test).to(torch.float64).mean(1)

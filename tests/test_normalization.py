@@ -1,0 +1,157 @@
+"""Lp statistics, batch/layer/streaming normalisation against autograd, and online training."""
+
+import math
+
+import pytest
+import torch
+
+import helpers
+from helpers.normalization import (
+    StreamState,
+    lp_stats,
+    normalize,
+    streaming_normalize,
+    train_online,
+)
+
+
+def test_lp_stats_match_numpy_style_oracles():
+    x = torch.randn(50, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mu, s2 = lp_stats(x, 0, p=2)
+    assert torch.allclose(mu[0], x.mean(0)) and torch.allclose(s2[0], x.std(0, unbiased=False))
+    _, s1 = lp_stats(x, 0, p=1)
+    assert torch.allclose(s1[0], (x - x.mean(0)).abs().mean(0))
+
+
+def test_batch_and_layer_normalize_standardise_their_reference_set():
+    x = 3 + 2 * torch.randn(40, 6, generator=torch.Generator().manual_seed(1),
+                            dtype=torch.float64)
+    b, ln = normalize(x, "batch", eps=0), normalize(x, "layer", eps=0)
+    assert torch.allclose(b.mean(0), torch.zeros(6, dtype=x.dtype), atol=1e-12)
+    assert torch.allclose(b.std(0, unbiased=False), torch.ones(6, dtype=x.dtype))
+    assert torch.allclose(ln.mean(1), torch.zeros(40, dtype=x.dtype), atol=1e-12)
+    assert torch.allclose(ln.std(1, unbiased=False), torch.ones(40, dtype=x.dtype))
+    # L1: mean absolute deviation is 1 on the reference set.
+    l1 = normalize(x, "batch", p=1, eps=0)
+    assert torch.allclose(l1.abs().mean(0), torch.ones(6, dtype=x.dtype))
+    # a batch of one sample carries no information: batch norm outputs exactly zero
+    assert normalize(x[:1], "batch").abs().max() == 0
+
+
+def test_l1_statistic_of_gaussian_is_rescaled_std():
+    n, sigma = 400_000, 1.7
+    x = 0.3 + sigma * torch.randn(n, 1, generator=torch.Generator().manual_seed(2),
+                                  dtype=torch.float64)
+    _, s1 = lp_stats(x, 0, p=1)
+    predicted = sigma * math.sqrt(2 / math.pi)
+    se = sigma * math.sqrt(1 - 2 / math.pi) / math.sqrt(n)  # sd of |x − μ| over sqrt(n)
+    assert abs(s1.item() - predicted) < 5 * se, (s1.item(), predicted, se)
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
+def test_streaming_backward_with_full_rate_is_batch_norm_gradient(p):
+    # rate 1 makes every running average the current batch's own average, so streaming
+    # normalisation must reproduce batch norm's forward and its exact autograd gradient.
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(2, 16, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 16, 5, generator=gen, dtype=torch.float64)
+    state = StreamState.zeros(2, 5, dtype=torch.float64)
+    u = streaming_normalize(z, state, p=p, rate=1.0)
+    (g_stream,) = torch.autograd.grad((u * w).sum(), z)
+    mu = z.mean(1, keepdim=True)
+    ref = (z - mu) / ((z - mu).abs().pow(p).mean(1, keepdim=True) + 1e-5).pow(1 / p)
+    (g_ref,) = torch.autograd.grad((ref * w).sum(), z)
+    assert torch.allclose(u, ref, atol=1e-12)
+    assert torch.allclose(g_stream, g_ref, atol=1e-10)
+
+
+def test_naive_backward_ignores_the_statistics():
+    z = torch.randn(1, 4, 3, dtype=torch.float64, requires_grad=True)
+    state = StreamState.zeros(1, 3, dtype=torch.float64)
+    u = streaming_normalize(z, state, rate=1.0, backward="naive")
+    (g,) = torch.autograd.grad(u.sum(), z)
+    s = (state.m_p + 1e-5).sqrt()
+    assert torch.allclose(g, (1 / s).expand_as(g))
+
+
+def test_running_statistics_track_a_stationary_stream():
+    rate, m, sd = 0.01, 2.0, 3.0
+    gen = torch.Generator().manual_seed(4)
+    state = StreamState.zeros(1, 200, dtype=torch.float64)  # 200 independent units
+    for _ in range(2000):
+        streaming_normalize(m + sd * torch.randn(1, 1, 200, generator=gen,
+                                                 dtype=torch.float64), state, rate=rate)
+    # An exponential average with weight `rate` has variance ≈ Var · rate / (2 − rate).
+    tol = 5 * sd * math.sqrt(rate / (2 - rate))
+    assert (state.mu - m).abs().max() < tol
+    assert ((state.m_p.sqrt() - sd).abs().mean()) < tol
+
+
+def test_streaming_state_is_updated_and_eval_is_frozen():
+    state = StreamState.zeros(1, 2)
+    z = torch.ones(1, 1, 2) * 5
+    streaming_normalize(z, state, rate=0.1)
+    assert state.steps == 1 and torch.allclose(state.mu, z)  # first step: cumulative
+    before = state.mu.clone()
+    streaming_normalize(z * 3, state, training=False)
+    assert torch.equal(state.mu, before) and state.steps == 1
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(p=0.5), "p must"), (dict(rate=0.0), "rate"), (dict(backward="exact"), "backward"),
+])
+def test_streaming_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        streaming_normalize(torch.zeros(1, 1, 2), StreamState.zeros(1, 2), **kwargs)
+
+
+def test_normalize_bad_input():
+    with pytest.raises(ValueError, match="reference"):
+        normalize(torch.zeros(3, 2), "group")
+    with pytest.raises(ValueError, match="shape"):
+        normalize(torch.zeros(3))
+
+
+@pytest.fixture(scope="module")
+def small_digits():
+    d = helpers.digits(seed=0, standardize=False)
+    return helpers.Split(d.x_train[:500], d.y_train[:500], d.x_test, d.y_test, d.n_classes)
+
+
+def test_online_training_smoke_streaming_learns_and_batch_one_fails(small_digits):
+    stream = train_online(small_digits, kind="streaming", hidden=(32,), eta=0.04,
+                          runs=2, seed=0, passes=2, checkpoints=2)
+    assert stream.accuracy.shape == (2,) and stream.curve.shape == (2, 2)
+    assert stream.accuracy.min() > 0.8
+    bn1 = train_online(small_digits, kind="batch", hidden=(32,), eta=0.04, runs=2,
+                       seed=0, batch_size=1)
+    assert bn1.accuracy.max() < 0.3  # trained on all-zero features: near chance
+
+
+def test_online_runs_are_seeded_and_independent(small_digits):
+    kw = dict(kind="streaming", p=1, hidden=(8,), passes=1, seed=5, runs=2)
+    a = train_online(small_digits, eta=torch.tensor([0.01, 0.02]), **kw)
+    b = train_online(small_digits, eta=torch.tensor([0.01, 0.02]), **kw)
+    c = train_online(small_digits, eta=torch.tensor([0.01, 0.2]), **kw)
+    assert torch.equal(a.accuracy, b.accuracy)  # same seed, same result
+    assert a.accuracy[0] == c.accuracy[0]  # run 0 does not see run 1's step size
+    assert a.accuracy[1] != c.accuracy[1]
+
+
+def test_online_recurrent_smoke(small_digits):
+    short = helpers.Split(*(t[:100] for t in (small_digits.x_train, small_digits.y_train,
+                                              small_digits.x_test, small_digits.y_test)), 10)
+    r = train_online(short, kind="streaming", hidden=(8,), eta=0.01, runs=1,
+                     recurrent_steps=8, seed=0)
+    assert 0 <= r.accuracy.item() <= 1
+    with pytest.raises(ValueError, match="recurrent_steps"):
+        train_online(short, hidden=(8, 8), recurrent_steps=8)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(kind="group"), "kind"), (dict(passes=0), "passes"), (dict(eta=-1.0), "eta"),
+    (dict(runs=2, eta=torch.tensor([0.1, 0.1, 0.1])), "eta"), (dict(batch_size=True), "batch"),
+])
+def test_train_online_bad_input(small_digits, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train_online(small_digits, **kwargs)

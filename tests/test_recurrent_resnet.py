@@ -1,0 +1,121 @@
+"""Residual stacks: the unrolled RNN equals the weight-shared ResNet; sharing; batch norm."""
+
+import pytest
+import torch
+
+import helpers
+from helpers.recurrent_resnet import (
+    ResidualStack,
+    classifier_accuracy,
+    rnn_unroll,
+    train_classifier,
+)
+
+
+def _x(runs=2, n=6, d=5, seed=0):
+    return torch.randn(runs, n, d, generator=torch.Generator().manual_seed(seed),
+                       dtype=torch.float64)
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_shared_stack_equals_its_unrolled_resnet_copy(skip):
+    net = ResidualStack(5, 7, 3, 6, shared=True, skip=skip, runs=2, seed=1, dtype=torch.float64)
+    resnet = net.unrolled_copy()
+    assert not resnet.shared and resnet.W1.shape[1] == 6
+    x = _x()
+    assert (net(x) - resnet(x)).abs().max() < 1e-12
+    # the copies are equal in value but no longer tied: changing one block changes the output
+    with torch.no_grad():
+        resnet.W1[:, 3] += 0.1
+    assert (net(x) - resnet(x)).abs().max() > 1e-6
+
+
+def test_forward_is_the_recurrence_h_plus_f_of_h():
+    net = ResidualStack(5, 4, 3, 4, shared=True, runs=1, seed=2, dtype=torch.float64)
+    x = _x(runs=1)
+    h0 = net.hidden(x)[0]
+    hT = rnn_unroll(lambda h: net.branch(h, 0), h0, 4)
+    assert torch.allclose(hT, net.hidden(x)[-1], atol=1e-14)
+    # an independent oracle: the block written out with plain matrix products
+    W1, b1, W2, b2 = (t[0, 0] for t in (net.W1, net.b1, net.W2, net.b2))
+    h = h0[0]
+    for _ in range(4):
+        h = h + torch.relu(h @ W1 + b1) @ W2 + b2
+    assert torch.allclose(h, hT[0], atol=1e-12)
+
+
+def test_rnn_unroll_linear_cell_is_binomial():
+    # f(h) = w h gives h_T = (1 + w)^T h_0 with the skip and w^T h_0 without.
+    h0 = torch.tensor([2.0], dtype=torch.float64)
+    assert torch.allclose(rnn_unroll(lambda h: 0.3 * h, h0, 5), 1.3**5 * h0)
+    assert torch.allclose(rnn_unroll(lambda h: 0.3 * h, h0, 5, skip=False), 0.3**5 * h0)
+    assert torch.equal(rnn_unroll(lambda h: 0.3 * h, h0, 0), h0)
+
+
+def test_parameter_counts():
+    d_in, d, k, T = 64, 64, 10, 8
+    io = d_in * d + d + d * k + k
+    block = 2 * (d * d + d)
+    shared = ResidualStack(d_in, d, k, T, shared=True)
+    unshared = ResidualStack(d_in, d, k, T, shared=False)
+    assert shared.n_parameters() == io + block
+    assert unshared.n_parameters() == io + T * block
+
+
+def test_runs_are_independent_models():
+    net = ResidualStack(5, 4, 3, 3, shared=False, runs=3, seed=0, dtype=torch.float64)
+    x = _x(runs=3)
+    out = net(x)
+    with torch.no_grad():
+        net.W2[1] += 1.0
+    new = net(x)
+    assert torch.equal(out[0], new[0]) and torch.equal(out[2], new[2])
+    assert not torch.allclose(out[1], new[1])
+
+
+def test_batch_norm_statistics_shared_vs_per_step():
+    x = _x(runs=1, n=32)
+    rnn = ResidualStack(5, 6, 3, 4, shared=True, norm="shared", seed=3, dtype=torch.float64)
+    resnet = rnn.unrolled_copy()
+    resnet.norm = "per_step"
+    resnet.running_mean = resnet.running_mean.expand(1, 4, 1, 6).clone()
+    resnet.running_var = resnet.running_var.expand(1, 4, 1, 6).clone()
+    rnn.train(), resnet.train()
+    # training mode: batch statistics, so the two agree exactly
+    assert (rnn(x) - resnet(x)).abs().max() < 1e-12
+    for _ in range(20):
+        rnn(x), resnet(x)
+    rnn.eval(), resnet.eval()
+    # evaluation: one pooled set of running statistics vs one per step; they differ
+    assert (rnn(x) - resnet(x)).abs().max() > 1e-3
+
+
+def test_training_smoke_and_accuracy_shape():
+    d = helpers.digits(seed=0)
+    small = helpers.Split(d.x_train[:400], d.y_train[:400], d.x_test, d.y_test, 10)
+    net = ResidualStack(64, 16, 10, 2, shared=True, runs=2, seed=0)
+    acc = train_classifier(net, small, epochs=10, lr=1e-2, seed=0)
+    assert acc.shape == (2,) and acc.min() > 0.7
+    assert torch.equal(acc, classifier_accuracy(net, small))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(T=0), "T must"), (dict(width=2.5), "width"), (dict(norm="layer"), "norm"),
+    (dict(runs=True), "runs"),
+])
+def test_bad_input(kwargs, match):
+    args = dict(d_in=4, width=3, n_classes=2, T=2, shared=True) | kwargs
+    with pytest.raises(ValueError, match=match):
+        ResidualStack(**args)
+
+
+def test_bad_input_elsewhere():
+    with pytest.raises(ValueError, match="T must"):
+        rnn_unroll(lambda h: h, torch.zeros(1), -1)
+    with pytest.raises(ValueError, match="shared"):
+        ResidualStack(4, 3, 2, 2, shared=False).unrolled_copy()
+    d = helpers.digits(seed=0)
+    with pytest.raises(ValueError, match="epochs"):
+        train_classifier(ResidualStack(64, 3, 10, 1, shared=True), d, epochs=0)
+    with pytest.raises(ValueError, match="lr"):
+        train_classifier(ResidualStack(64, 3, 10, 1, shared=True), d, lr=0)
