@@ -6,6 +6,7 @@
 * ``{chapter-status}`` (landing page) lists every chapter by part with its claim status.
 * ``{claims-ledger}`` (back matter) shows every recorded claim, grouped by chapter, with links.
 * Bars in docstrings (``|x|``) are escaped for the API page.
+* Widget outputs, which static HTML cannot run, become a note pointing to the static figure.
 * Prose that names a helper as ``helpers.name`` links to its entry on the API page, and each
   chapter header lists the helpers the chapter calls.
 
@@ -261,6 +262,19 @@ def _fill(app, doctree, docname):
                _status(app, docname) if kind == "status" else _ledger(app, docname))
         node.replace_self(new)
     _link_helper_literals(app, doctree, docname)
+    _widget_fallbacks(doctree)
+
+
+WIDGET_NOTE = ("Interactive widget: it runs in a live notebook (open this chapter in Colab with "
+               "the button at the top of the page); the figure below shows it at fixed settings.")
+
+
+def _widget_fallbacks(doctree) -> None:
+    """Static HTML cannot run a widget: say so where the widget would be."""
+    for raw in list(doctree.findall(nodes.raw)):
+        if "application/vnd.jupyter.widget-view+json" in raw.astext():
+            raw.replace_self(nodes.paragraph("", "", nodes.emphasis("", WIDGET_NOTE),
+                                             classes=["widget-fallback"]))
 
 
 def _dedupe_scripts(app, pagename, templatename, context, doctree):

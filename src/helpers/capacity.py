@@ -42,7 +42,7 @@ def cube(n: int) -> np.ndarray:
 def threshold_functions(n: int, max_weight: int) -> np.ndarray:
     """Truth tables of all f(x) = [w·x > t] on {0,1}^n with integer |w_i| ≤ max_weight.
 
-    A truth table is an integer whose bit k is f(x_k), x_k the k-th row of :func:`cube`. Only
+    A truth table is an integer whose bit k is f(x_k), x_k the k-th row of ``cube(n)``. Only
     half-integer thresholds t matter, from below the smallest to above the largest w·x.
 
     Returns:

@@ -80,10 +80,10 @@ const text = (() => { const c = document.querySelector('main') || document.body;
 const broken = Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))
   .map(i => i.getAttribute('src'));
 const widgets = Array.from(document.querySelectorAll(
-  'script[type="application/vnd.jupyter.widget-view+json"]'));
+  'script[type="application/vnd.jupyter.widget-view+json"], p.widget-fallback'));
 const figures = Array.from(document.querySelectorAll('figure img'))
   .filter(i => i.complete && i.naturalWidth > 0);
-const unbacked = widgets.filter(w => !w.closest('.cell').querySelector('.jupyter-widgets') &&
+const unbacked = widgets.filter(w => !(w.closest('.cell') || w).querySelector('.jupyter-widgets') &&
   !figures.some(f => w.compareDocumentPosition(f) & Node.DOCUMENT_POSITION_FOLLOWING)).length;
 return {broken, rawMath: text.includes('$$'), mathSource: document.querySelectorAll(
   '.math, span.math, div.math').length, typeset: document.querySelectorAll('mjx-container').length,
