@@ -122,3 +122,13 @@ def test_smoke_chapter_circles():
         accs[nonneg] = mo.accuracy(p, xte, yte).max().item()
     assert accs[True] <= mo.best_monotone_accuracy(xte, yte) + 1e-12
     assert accs[False] - accs[True] >= 0.15
+
+
+def test_violation_count_does_not_depend_on_chunking():
+    signed = mo.init_mlps([4, 16, 2], 3, nonnegative=False, seed=2)
+    x, y = mo.ordered_pairs(1000, 4, seed=5)
+    whole = mo.monotonicity_violations(signed, x, y, chunk=10_000)
+    assert whole.sum() > 0
+    assert torch.equal(mo.monotonicity_violations(signed, x, y, chunk=7), whole)
+    with pytest.raises(ValueError, match="chunk"):
+        mo.monotonicity_violations(signed, x, y, chunk=0)

@@ -134,8 +134,12 @@ def time_notebook(path: Path, timeout: int = 600) -> dict[str, float | str | boo
 
 
 def chapter_notebooks(root: Path) -> list[Path]:
-    """Every chapter's .ipynb (book/<part>/<name>.ipynb)."""
-    return sorted(root.glob("book/*/*.ipynb"))
+    """The .ipynb of every chapter in the table of contents (book/<part>/<name>), in order."""
+    import yaml
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files = [c["file"] for part in toc.get("parts", []) for c in part.get("chapters", [])]
+    return [root / f"{f}.ipynb" for f in files if len(Path(f).parts) == 3]
 
 
 def run(root: Path, *, notebooks: bool = True) -> dict:

@@ -128,13 +128,23 @@ def ordered_pairs(n: int, d: int, *, seed: int = 0, scale: float = 1.0,
 
 
 def monotonicity_violations(params: Params, x: torch.Tensor, y: torch.Tensor,
-                            activation: Activation = torch.tanh) -> torch.Tensor:
-    """Per model, how many ordered pairs x_i ≤ y_i have f(x_i) > f(y_i) (any output): (R,)."""
+                            activation: Activation = torch.tanh, *,
+                            chunk: int = 8192) -> torch.Tensor:
+    """Per model, how many ordered pairs x_i ≤ y_i have f(x_i) > f(y_i) (any output): (R,).
+
+    Pairs are evaluated ``chunk`` at a time, so memory stays small for 10⁵ pairs × many models.
+    """
     if x.shape != y.shape or not bool((x <= y).all()):
         raise ValueError("x and y must have equal shapes and satisfy x <= y componentwise")
-    out = forward(params, torch.cat([x, y]), activation)  # one batch: same arithmetic for both
-    fx, fy = out[:, : len(x)], out[:, len(x):]
-    return (fx > fy).any(dim=2).sum(dim=1)
+    if chunk < 1:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    total = None
+    for start in range(0, len(x), chunk):
+        xs, ys = x[start:start + chunk], y[start:start + chunk]
+        out = forward(params, torch.cat([xs, ys]), activation)  # same arithmetic for both
+        count = (out[:, : len(xs)] > out[:, len(xs):]).any(dim=2).sum(dim=1)
+        total = count if total is None else total + count
+    return total
 
 
 def xor_data(dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
