@@ -53,8 +53,11 @@ from .signal_propagation import ARCHITECTURES, Propagation, effective_rank, grow
 from .linear_regions import boundary_distance, count_regions, count_regions_on_grid, first_layer_expected_count, he_networks, max_regions_on_line, segment_breakpoints  # noqa: E501, F401
 from .capacity import arrangement_regions, capacity_formula, cover_count, lp_separable, threshold_functions  # noqa: E501, F401
 from .monotone import best_monotone_accuracy, init_mlps, monotonicity_violations, ordered_pairs, train_classifiers  # noqa: E501, F401
+from .compression import Compressed, compress, descriptors, huffman_bits, huffman_lengths, kmeans_quantize, magnitude_mask, retrieval_map, tradeoff, uniform_quantize  # noqa: E501, F401
 from .isoperimetry import ErrorSet, cdf_gap, error_sets, isoperimetric_cdf, isoperimetric_distance, line_search_distance, linear_error_distance, noise_error_rate  # noqa: E501, F401
+from .zico import SearchResult, SmallCNN, n_parameters, search_space, zico_batched, zico_from_gradients, zico_score  # noqa: E501, F401
 from .information_flow import MIEstimate, NoisyTanhNet, binned_entropy, clustered_centres, mixture_mi  # noqa: E501, F401
+from .semiparametric import NuisanceConfig, Simulation, aipw, coverage, cross_fit, difference_in_means, simulate  # noqa: E501, F401
 
 # Everything public defined in the package, for ``from helpers import *`` and the API page.
 __all__ = sorted(

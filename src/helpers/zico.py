@@ -1,0 +1,201 @@
+"""ZiCo, a zero-shot architecture-search proxy: inverse coefficient of variation of gradients.
+
+Li et al. (2023), "ZiCo: Zero-shot NAS via Inverse Coefficient of Variation on Gradients",
+score an untrained network from the gradients of the training loss on a few mini-batches at
+initialisation. For each layer l with weights θ_l, over batches b = 1..B,
+
+    ZiCo = Σ_l log( Σ_{w ∈ θ_l} mean_b |g_w^(b)| / std_b(g_w^(b)) ),
+
+weights whose gradient does not vary (std 0) are left out, and a layer whose sum is 0
+contributes nothing (as in the authors' code). Large, consistent gradients (high mean, low
+variance across batches) are read as "trains fast and generalises".
+
+This module scores MLPs with the batched engine (K models of one architecture at once), small
+CNNs one by one, and trains a whole search space under one pinned budget. Introduced in the
+chapter "Zero-shot architecture search: ZiCo".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .batched import BatchedMLP, batched_accuracy, train_batched, train_one
+from .progress import progress
+
+Tensor = torch.Tensor
+
+
+def zico_from_gradients(grads: Tensor) -> Tensor:
+    """ZiCo term of one layer from its per-batch gradients.
+
+    Args:
+        grads: (B, K, P) gradients of P weights of K models on B ≥ 2 batches.
+
+    Returns:
+        (K,) ``log Σ_w mean_b|g| / std_b(g)`` over weights with non-zero std (0 if none).
+    """
+    if grads.ndim != 3 or grads.shape[0] < 2:
+        raise ValueError(f"grads must be (B >= 2, K, P), got {tuple(grads.shape)}")
+    g = grads.double()
+    std = g.std(dim=0, unbiased=False)  # (K, P), as numpy's np.std in the authors' code
+    mean_abs = g.abs().mean(dim=0)
+    ratio = torch.where(std > 0, mean_abs / std.clamp_min(1e-300), torch.zeros_like(std))
+    total = ratio.sum(-1)  # (K,)
+    return torch.where(total > 0, total.clamp_min(1e-300).log(), torch.zeros_like(total))
+
+
+def _batches(n: int, batch_size: int, n_batches: int, seed: int) -> list[Tensor]:
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must lie in [1, {n}], got {batch_size}")
+    if n_batches < 2:
+        raise ValueError(f"n_batches must be at least 2, got {n_batches}")
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randperm(n, generator=gen)[:batch_size] for _ in range(n_batches)]
+
+
+def zico_batched(model: BatchedMLP, x: Tensor, y: Tensor, *, batch_size: int = 64,
+                 n_batches: int = 4, seed: int = 0) -> Tensor:
+    """ZiCo of each of the K MLPs of ``model`` (cross-entropy, same batches for all), (K,)."""
+    if not isinstance(model, BatchedMLP):
+        raise TypeError("model must be a helpers.BatchedMLP")
+    K, params = model.n_models, list(model.weights)
+    per_batch: list[list[Tensor]] = [[] for _ in params]
+    for idx in _batches(x.shape[0], batch_size, n_batches, seed):
+        out = model(x[idx])  # (K, b, C)
+        loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y[idx].repeat(K),
+                               reduction="sum") / len(idx)  # sum of per-model mean losses
+        grads = torch.autograd.grad(loss, params)
+        for store, g in zip(per_batch, grads, strict=True):
+            store.append(g.reshape(K, -1))
+    return sum(zico_from_gradients(torch.stack(s)) for s in per_batch)
+
+
+def zico_score(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 64,
+               n_batches: int = 4, seed: int = 0) -> float:
+    """ZiCo of one network over its ``nn.Linear`` and ``nn.Conv2d`` weight tensors."""
+    layers = [m.weight for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+    if not layers:
+        raise TypeError("model has no nn.Linear or nn.Conv2d layer")
+    per_batch: list[list[Tensor]] = [[] for _ in layers]
+    model.train()
+    for idx in _batches(x.shape[0], batch_size, n_batches, seed):
+        grads = torch.autograd.grad(F.cross_entropy(model(x[idx]), y[idx]), layers)
+        for store, g in zip(per_batch, grads, strict=True):
+            store.append(g.reshape(1, -1))
+    return float(sum(zico_from_gradients(torch.stack(s)) for s in per_batch)[0])
+
+
+class SmallCNN(nn.Sequential):
+    """``depth`` 3×3 conv layers of ``channels`` channels on 8×8 digits, then a linear read-out.
+
+    Takes flat (n, 64) inputs like the MLPs, so both share one training loop.
+    """
+
+    def __init__(self, channels: int, depth: int = 2, *, n_classes: int = 10, seed: int = 0):
+        if channels < 1 or depth < 1:
+            raise ValueError(f"channels and depth must be positive, got {channels}, {depth}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            layers: list[nn.Module] = [nn.Unflatten(1, (1, 8, 8))]
+            for i in range(depth):
+                layers += [nn.Conv2d(1 if i == 0 else channels, channels, 3, padding=1),
+                           nn.ReLU()]
+            layers += [nn.Flatten(), nn.Linear(channels * 64, n_classes)]
+            super().__init__(*layers)
+
+
+def _he_rescale(weights: Sequence[Tensor]) -> None:
+    # PyTorch's default draws U(±1/sqrt(fan_in)): variance 1/(3 fan_in); He wants 2/fan_in.
+    with torch.no_grad():
+        for w in weights:
+            w.mul_(6**0.5)
+
+
+def n_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters())
+
+
+@dataclass
+class SearchResult:
+    """Every architecture of the search space with its proxies and trained accuracies.
+
+    Attributes:
+        names: one label per architecture; kinds: ``mlp`` or ``cnn``; depths: hidden layers.
+        params: #parameters; zico: ZiCo at initialisation (mean over seeds).
+        budgets: training steps at which accuracy was measured.
+        accuracy: (n_architectures, n_budgets) test accuracy, mean over seeds.
+    """
+
+    names: list[str]
+    kinds: list[str]
+    depths: list[int]
+    widths: list[int]
+    params: list[int]
+    zico: list[float]
+    budgets: list[int]
+    accuracy: list[list[float]] = field(default_factory=list)
+
+
+def search_space(x: Tensor, y: Tensor, x_test: Tensor, y_test: Tensor, *,
+                 depths: Sequence[int] = (1, 2, 3, 4),
+                 widths: Sequence[int] = (8, 16, 32, 64, 128, 256),
+                 cnn_channels: Sequence[int] = (4, 8, 16), budgets: Sequence[int] = (50, 100, 200),
+                 lr: float = 0.1, batch_size: int = 64, n_seeds: int = 2,
+                 he_init: bool = True, seed: int = 0) -> SearchResult:
+    """Score every architecture with ZiCo at initialisation, then train it with SGD.
+
+    MLPs of one architecture are trained for all ``n_seeds`` at once with
+    :func:`helpers.train_batched`; CNNs with :func:`helpers.train_one`, the same update. Every
+    network sees the same mini-batches, learning rate and numbers of steps (``budgets``,
+    increasing), and accuracy is recorded after each budget. With ``he_init`` the weights are
+    rescaled from PyTorch's default uniform initialisation (variance 1/(3 fan_in)) to He's
+    (variance 2/fan_in), so that depth alone does not shrink the signal.
+    """
+    budgets = sorted(int(b) for b in budgets)
+    if not budgets or budgets[0] < 1:
+        raise ValueError(f"budgets must be positive step counts, got {budgets}")
+    seeds = [seed * 1000 + s for s in range(n_seeds)]
+    chunks = [b - a for a, b in zip([0, *budgets[:-1]], budgets, strict=True)]
+    res = SearchResult([], [], [], [], [], [], budgets)
+    archs = [("mlp", d, w) for d in depths for w in widths] + [("cnn", 2, c) for c in cnn_channels]
+    for kind, d, w in progress(archs, desc="architectures"):
+        if kind == "mlp":
+            net = BatchedMLP([x.shape[1], *[w] * d, int(y.max()) + 1], seeds)
+            if he_init:
+                _he_rescale(net.weights)
+            z = zico_batched(net, x, y, seed=seed).mean().item()
+            accs = []
+            for i, c in enumerate(chunks):
+                train_batched(net, x, y, lr=lr, steps=c, batch_size=batch_size, seed=seed + i)
+                accs.append(batched_accuracy(net, x_test, y_test).mean().item())
+            params = n_parameters(net) // n_seeds
+        else:
+            nets = [SmallCNN(w, d, seed=s) for s in seeds]
+            if he_init:
+                for m in nets:
+                    _he_rescale([p for p in m.parameters() if p.ndim > 1])
+            z = sum(zico_score(m, x, y, seed=seed) for m in nets) / n_seeds
+            per = []
+            for m in nets:
+                row = []
+                for i, c in enumerate(chunks):
+                    train_one(m, x, y, lr=lr, steps=c, batch_size=batch_size, seed=seed + i)
+                    with torch.no_grad():
+                        row.append((m(x_test).argmax(1) == y_test).double().mean().item())
+                per.append(row)
+            accs = torch.tensor(per).mean(0).tolist()
+            params = n_parameters(nets[0])
+        res.names.append(f"{kind} {d}×{w}")
+        res.kinds.append(kind)
+        res.depths.append(d)
+        res.widths.append(w)
+        res.params.append(params)
+        res.zico.append(z)
+        res.accuracy.append(accs)
+    return res
