@@ -58,6 +58,8 @@ from .isoperimetry import ErrorSet, cdf_gap, error_sets, isoperimetric_cdf, isop
 from .zico import SearchResult, SmallCNN, n_parameters, search_space, zico_batched, zico_from_gradients, zico_score  # noqa: E501, F401
 from .information_flow import MIEstimate, NoisyTanhNet, binned_entropy, clustered_centres, mixture_mi  # noqa: E501, F401
 from .semiparametric import NuisanceConfig, Simulation, aipw, coverage, cross_fit, difference_in_means, simulate  # noqa: E501, F401
+from .conditioning import forward as conditioning_forward, kronecker_hessian, layer_line_losses, log10_condition, random_weights, third_difference  # noqa: E501, F401
+from .teacher_student import StudentRun, Teacher, batch_norm_train, best_correlations, bn_projected_gradient, eps_leak, make_teacher, relu_nodes, train_students  # noqa: E501, F401
 
 # Everything public defined in the package, for ``from helpers import *`` and the API page.
 __all__ = sorted(

@@ -1,0 +1,156 @@
+"""Local linear maps of plain and residual leaky-ReLU networks, and the loss they shape.
+
+A network built from (leaky) ReLUs is piecewise affine: on the region of input and parameter
+space where the activation pattern is fixed, layer ``l`` acts as the matrix ``D_l W_l`` with
+``D_l`` diagonal (entries 1 or the leaky slope ``a``). The plain network
+``z_{l+1} = sigma(W_l z_l)`` has the local linear map
+
+    J_plain = D_L W_L ... D_1 W_1,
+
+and the residual network ``z_{l+1} = z_l + alpha sigma(W_l z_l)`` has
+
+    J_res = (I + alpha D_L W_L) ... (I + alpha D_1 W_1).
+
+With the squared loss the loss is quadratic in any one layer's weights inside a region (the
+output is affine in them there), with Hessian ``(B^T B) kron (X X^T)`` for the downstream map
+``B`` and the layer input ``X``; its condition number is ``cond(B)^2 cond(X)^2``, so the
+singular values of the local linear maps set the conditioning of the loss. Weyl's inequality
+puts the singular values of ``I + alpha E`` in ``[1 - alpha ||E||, 1 + alpha ||E||]``, which is
+why the identity branch keeps the residual map well conditioned (Riedi, Balestriero &
+Baraniuk, "Singular value perturbation and deep network optimization", 2023).
+
+Introduced in the chapter "Skip connections and the conditioning of the loss".
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _check_slope(slope: float) -> None:
+    if not 0.0 <= slope <= 1.0:
+        raise ValueError(f"slope must lie in [0, 1], got {slope}")
+
+
+def random_weights(n_models: int, depth: int, width: int, *, gain: float = 2.0,
+                   seed: int = 0, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Gaussian weights ``W[k, l] ~ N(0, gain / width)``, shape (n_models, depth, width, width).
+
+    ``gain = 2`` is He initialisation. Used for both the plain and the residual network.
+    """
+    for name, value in (("n_models", n_models), ("depth", depth), ("width", width)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not gain > 0:
+        raise ValueError(f"gain must be positive, got {gain}")
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n_models, depth, width, width, generator=gen, dtype=dtype) * (
+        gain / width) ** 0.5
+
+
+def forward(weights: Tensor, x: Tensor, *, residual: bool, alpha: float = 1.0,
+            slope: float = 0.1) -> tuple[Tensor, Tensor, Tensor]:
+    """Run K networks on inputs and return output, local linear map and activation pattern.
+
+    Args:
+        weights: (K, L, n, n) layer matrices (see :func:`random_weights`).
+        x: (K, n) one input per network, or (K, m, n) a batch of ``m`` inputs per network.
+        residual: ``z <- z + alpha sigma(W z)`` if True, else ``z <- sigma(W z)``.
+        alpha: the residual branch's scale (ignored for the plain network).
+        slope: leaky-ReLU slope ``a`` in ``sigma(u) = max(u, a u)``; 0 is the ReLU.
+
+    Returns:
+        ``(z, J, pattern)``: outputs shaped like ``x``; the input-output Jacobian (the local
+        linear map) of shape (K, n, n) for 2-D ``x`` and (K, m, n, n) for 3-D ``x``; and the
+        boolean pattern ``W z > 0`` of shape (K, L, n) or (K, L, m, n).
+    """
+    if weights.ndim != 4 or weights.shape[-1] != weights.shape[-2]:
+        raise ValueError(f"weights must have shape (K, L, n, n), got {tuple(weights.shape)}")
+    if x.ndim not in (2, 3) or x.shape[0] != weights.shape[0] or x.shape[-1] != weights.shape[-1]:
+        raise ValueError(f"x must have shape (K, n) or (K, m, n) matching weights "
+                         f"{tuple(weights.shape)}, got {tuple(x.shape)}")
+    _check_slope(slope)
+    z = x if x.ndim == 3 else x[:, None]  # (K, m, n)
+    K, m, n = z.shape
+    eye = torch.eye(n, dtype=weights.dtype, device=weights.device)
+    J = eye.expand(K, m, n, n)
+    patterns = []
+    for layer in range(weights.shape[1]):
+        W = weights[:, layer]  # (K, n, n)
+        pre = z @ W.transpose(-1, -2)  # (K, m, n)
+        on = pre > 0
+        d = torch.where(on, 1.0, slope).to(pre.dtype)
+        step = d[..., None] * W[:, None]  # (K, m, n, n): D W
+        if residual:
+            z, J = z + alpha * d * pre, (eye + alpha * step) @ J
+        else:
+            z, J = d * pre, step @ J
+        patterns.append(on)
+    pattern = torch.stack(patterns, dim=1)  # (K, L, m, n)
+    if x.ndim == 2:
+        return z[:, 0], J[:, 0], pattern[:, :, 0]
+    return z, J, pattern
+
+
+def log10_condition(J: Tensor) -> Tensor:
+    """``log10(sigma_max / sigma_min)`` of each square matrix in the batch ``J`` (..., n, n)."""
+    if J.ndim < 2 or J.shape[-1] != J.shape[-2]:
+        raise ValueError(f"J must be a batch of square matrices, got shape {tuple(J.shape)}")
+    s = torch.linalg.svdvals(J)
+    return torch.log10(s[..., 0] / s[..., -1])
+
+
+def layer_line_losses(weights: Tensor, layer: int, direction: Tensor, x: Tensor, y: Tensor,
+                      ts: Tensor, *, residual: bool, alpha: float = 1.0,
+                      slope: float = 0.1) -> tuple[Tensor, Tensor]:
+    """``L(t) = 1/2 sum_i ||f(x_i; W_layer + t V) - y_i||^2`` for one network, at each ``t``.
+
+    Args:
+        weights: (L, n, n) one network's layers; ``direction`` is ``V``, shape (n, n).
+        x, y: (m, n) inputs and targets; ``ts``: (T,) positions along the line.
+
+    Returns:
+        ``(losses, same_region)``: the (T,) losses and whether every point of the line has the
+        activation pattern of ``t = ts[0]`` on every sample (then ``L`` is exactly quadratic).
+    """
+    if weights.ndim != 3:
+        raise ValueError(f"weights must have shape (L, n, n), got {tuple(weights.shape)}")
+    if not 0 <= layer < weights.shape[0]:
+        raise ValueError(f"layer must lie in [0, {weights.shape[0]}), got {layer}")
+    if direction.shape != weights.shape[1:]:
+        raise ValueError(f"direction must have shape {tuple(weights.shape[1:])}, "
+                         f"got {tuple(direction.shape)}")
+    T = ts.numel()
+    W = weights.expand(T, *weights.shape).clone()  # (T, L, n, n)
+    W[:, layer] += ts.to(W.dtype)[:, None, None] * direction
+    out, _, pattern = forward(W, x.expand(T, *x.shape), residual=residual, alpha=alpha,
+                              slope=slope)
+    losses = 0.5 * ((out - y) ** 2).sum(dim=(-1, -2))
+    return losses, bool((pattern == pattern[:1]).all())
+
+
+def third_difference(values: Tensor) -> Tensor:
+    """Relative third finite difference ``|L0 - 3 L1 + 3 L2 - L3| / max |L_i|`` of 4 samples.
+
+    Zero (up to rounding) exactly when the four equally spaced samples lie on a quadratic.
+    """
+    if values.shape[-1] != 4:
+        raise ValueError(f"values must end in a dimension of size 4, got {tuple(values.shape)}")
+    d3 = values[..., 0] - 3 * values[..., 1] + 3 * values[..., 2] - values[..., 3]
+    return d3.abs() / values.abs().amax(dim=-1)
+
+
+def kronecker_hessian(B: Tensor, X: Tensor) -> Tensor:
+    """Hessian of ``1/2 ||B W X - Y||_F^2`` in the row-major ``vec(W)``: ``(B^T B) kron (X X^T)``.
+
+    Args:
+        B: (p, q) the downstream linear map; X: (r, m) the layer's inputs as columns.
+
+    Returns:
+        The (q r, q r) Hessian, independent of ``W`` and ``Y``: the loss is exactly quadratic.
+    """
+    if B.ndim != 2 or X.ndim != 2:
+        raise ValueError(f"B and X must be matrices, got shapes {tuple(B.shape)}, "
+                         f"{tuple(X.shape)}")
+    return torch.kron(B.T @ B, X @ X.T)
