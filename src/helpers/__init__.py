@@ -50,6 +50,8 @@ from .normalization import OnlineResult, StreamState, lp_stats, normalize, strea
 from .recurrent_resnet import ResidualStack, classifier_accuracy, rnn_unroll, train_classifier  # noqa: E501, F401
 from .mean_field import beta_q, chi, correlated_inputs, correlation_map, correlation_trajectory, delta_map, edge_of_chaos, gaussian_moment, mean_field_init_, random_network_gram, relu_correlation_map, variance_fixed_point, variance_map  # noqa: E501, F401
 from .signal_propagation import ARCHITECTURES, Propagation, effective_rank, growth_fits, linear_fit, propagate  # noqa: E501, F401
+from .compositional import CONSTITUENTS, Budget, budget_for, check_constituent, compositional_target, deep_vs_shallow, deep_vs_shallow_grid, error_vs_parameters, lr_schedule, pairing_permutation, relative_mse, train_deep_and_shallow  # noqa: E501, F401
+from .compositional_models import ShallowNet, TreeNet, draw_tree, matched_width, shallow_parameter_count, tree_parameter_count, tree_levels  # noqa: E501, F401
 from .linear_regions import boundary_distance, count_regions, count_regions_on_grid, first_layer_expected_count, he_networks, max_regions_on_line, segment_breakpoints  # noqa: E501, F401
 from .capacity import arrangement_regions, capacity_formula, cover_count, lp_separable, threshold_functions  # noqa: E501, F401
 from .monotone import best_monotone_accuracy, init_mlps, monotonicity_violations, ordered_pairs, train_classifiers  # noqa: E501, F401
