@@ -61,6 +61,8 @@ from .zico import SearchResult, SmallCNN, n_parameters, search_space, zico_batch
 from .information_flow import MIEstimate, NoisyTanhNet, binned_entropy, clustered_centres, mixture_mi  # noqa: E501, F401
 from .semiparametric import NuisanceConfig, Simulation, aipw, coverage, cross_fit, difference_in_means, simulate  # noqa: E501, F401
 from .conditioning import forward as conditioning_forward, kronecker_hessian, layer_line_losses, log10_condition, random_weights, third_difference  # noqa: E501, F401
+from .polynomial_relu import PolyReLU, eval_polynomial, filter_normalised_direction, fit_relu_polynomial, jacobian_rank, loss_slice, net_accuracy, normalised_net, train_full_batch  # noqa: E501, F401
+from .sublevel_paths import ConstructedPath, OneHidden, constructed_path, half_mse, hidden_features, lstsq_readout, mirrored_endpoint, network_loss, straight_line_losses  # noqa: E501, F401
 from .teacher_student import StudentRun, Teacher, batch_norm_train, best_correlations, bn_projected_gradient, eps_leak, make_teacher, relu_nodes, train_students  # noqa: E501, F401
 
 # Everything public defined in the package, for ``from helpers import *`` and the API page.
