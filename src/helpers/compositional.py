@@ -59,7 +59,7 @@ def pairing_permutation(n_inputs: int, pairing: str | Sequence[int] = "matched")
 
 
 def check_constituent(h: Constituent | str) -> Constituent:
-    """``h`` itself (or the named entry of :data:`CONSTITUENTS`) after checking it maps two
+    """``h`` itself (or the named entry of ``CONSTITUENTS``) after checking it maps two
     tensors of shape (B,) to one finite tensor of shape (B,); else ``TypeError``/``ValueError``."""
     if isinstance(h, str):
         if h not in CONSTITUENTS:
@@ -129,7 +129,7 @@ FULL = Budget(reps=6, steps=5000, batch=512, n_test=65_536)
 
 
 def budget_for(mode: str | None = None, **overrides) -> Budget:
-    """:data:`QUICK` or :data:`FULL` (``mode=None`` reads ``BOOK_MODE``), with overrides."""
+    """``QUICK`` or ``FULL`` (``mode=None`` reads ``BOOK_MODE``), with overrides."""
     if mode is None:
         from .config import get_config
 
@@ -244,7 +244,7 @@ def deep_vs_shallow(h: Constituent | str, *, n_inputs: int = 8,
 
     Target: :func:`compositional_target` (h, n_inputs, pairing); networks: a TreeNet with the
     network's fixed adjacent pairing and a ShallowNet with the same parameter count; budget:
-    :func:`budget_for` (mode, **budget_overrides), ``mode=None`` reading ``BOOK_MODE``;
+    :func:`budget_for` (``mode``, ``**budget_overrides``), ``mode=None`` reading ``BOOK_MODE``;
     device: ``BOOK_DEVICE``.
 
     Returns:
