@@ -12,6 +12,8 @@ JOBS ?= 2
 export OMP_WAIT_POLICY ?= PASSIVE
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# Progress bars are widgets; static HTML cannot show them, so built pages go without.
+export BOOK_PROGRESS ?= 0
 
 .PHONY: book test env check-env pair lint unit build-test browser claims clean
 

@@ -5,7 +5,7 @@ built site. The pages are served from 127.0.0.1; every other host is unresolvabl
 that needs the network shows it here. For the landing page and every page in the table of
 contents it checks that every image loaded, that math was typeset by the book's own MathJax
 (no raw ``$$`` left), that the console shows no errors, and that every widget has a static
-figure after it. A screenshot of each page goes to ``_build/screens/``.
+figure beside it (in the same section). A screenshot of each page goes to ``_build/screens/``.
 """
 
 from __future__ import annotations
@@ -83,8 +83,9 @@ const widgets = Array.from(document.querySelectorAll(
   'script[type="application/vnd.jupyter.widget-view+json"], p.widget-fallback'));
 const figures = Array.from(document.querySelectorAll('figure img'))
   .filter(i => i.complete && i.naturalWidth > 0);
+// "beside": a loaded figure in the same section as the widget, before or after it
 const unbacked = widgets.filter(w => !(w.closest('.cell') || w).querySelector('.jupyter-widgets') &&
-  !figures.some(f => w.compareDocumentPosition(f) & Node.DOCUMENT_POSITION_FOLLOWING)).length;
+  !figures.some(f => (w.closest('section') || document.body).contains(f))).length;
 return {broken, rawMath: text.includes('$$'), mathSource: document.querySelectorAll(
   '.math, span.math, div.math').length, typeset: document.querySelectorAll('mjx-container').length,
   widgets: widgets.length, unbacked, images: document.images.length};
