@@ -64,6 +64,9 @@ from .conditioning import forward as conditioning_forward, kronecker_hessian, la
 from .polynomial_relu import PolyReLU, eval_polynomial, filter_normalised_direction, fit_relu_polynomial, jacobian_rank, loss_slice, net_accuracy, normalised_net, train_full_batch  # noqa: E501, F401
 from .sublevel_paths import ConstructedPath, OneHidden, constructed_path, half_mse, hidden_features, lstsq_readout, mirrored_endpoint, network_loss, straight_line_losses  # noqa: E501, F401
 from .teacher_student import StudentRun, Teacher, batch_norm_train, best_correlations, bn_projected_gradient, eps_leak, make_teacher, relu_nodes, train_students  # noqa: E501, F401
+from .videos import CLUTTER_KINDS, Videos, backgrounds, cluttered, frame_table, make_videos, object_templates  # noqa: E501, F401
+from .trace_rule import TraceResult, foldiak_trace, invariance_index, label_accuracy, match_purity, template_codes, trace_experiment, trace_runs, winners  # noqa: E501, F401
+from .greedy import accuracy as greedy_accuracy, aux_head, conv_block, freeze, linear_probe, mlp_block, stage_features, train_end_to_end, train_greedy, two_spirals  # noqa: E501, F401
 
 # Everything public defined in the package, for ``from helpers import *`` and the API page.
 __all__ = sorted(

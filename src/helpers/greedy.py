@@ -1,0 +1,184 @@
+"""Greedy layerwise learning with auxiliary heads (Belilovsky, Eickenberg & Oyallon 2019).
+
+A network is a stack of blocks f_J ∘ … ∘ f_1. Greedy training solves J problems in turn:
+at stage j the blocks f_1 … f_{j−1} are **frozen** (no gradient, normalisation statistics
+fixed) and block f_j is trained together with an auxiliary classifier h_j with k hidden
+layers,
+
+    min_{θ_j, γ_j}  E  ℓ( h_j( f_j( x_{j−1}; θ_j ); γ_j ), y ),   x_{j−1} = f_{j−1} ∘ … ∘ f_1(x),
+
+after which h_j is discarded (only the last one is kept as the classifier). End-to-end
+training optimises all blocks and the last head jointly. A linear probe on x_j measures how
+linearly separable the stage-j features are (arXiv:1812.11446).
+
+Introduced in the chapter "Greedy layerwise learning".
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+Tensor = torch.Tensor
+
+
+def _check_int(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+def two_spirals(n: int, *, turns: float = 3.0, noise: float = 0.02,
+                seed: int) -> tuple[Tensor, Tensor]:
+    """n points on two interleaved spirals r = t, angle 2π·turns·t (+π for class 1), t ∈ (0, 1].
+
+    Returns x (n, 2) float32 with radius ≤ 1 plus N(0, noise²) jitter, and y (n,) int64.
+    """
+    _check_int("n", n, 2)
+    if not turns > 0:
+        raise ValueError(f"turns must be positive, got {turns!r}")
+    gen = torch.Generator().manual_seed(int(seed))
+    y = torch.arange(n) % 2
+    t = 0.05 + 0.95 * torch.rand(n, generator=gen)  # skip the tangled centre
+    angle = 2 * math.pi * turns * t + math.pi * y
+    x = torch.stack([t * torch.cos(angle), t * torch.sin(angle)], 1)
+    return x + noise * torch.randn(n, 2, generator=gen), y
+
+
+def mlp_block(d_in: int, width: int) -> nn.Sequential:
+    """Linear → BatchNorm1d → ReLU: one block of the fully connected greedy network."""
+    return nn.Sequential(nn.Linear(d_in, width), nn.BatchNorm1d(width), nn.ReLU())
+
+
+def conv_block(c_in: int, c_out: int, *, pool: bool) -> nn.Sequential:
+    """3×3 convolution → BatchNorm2d → ReLU (→ 2×2 max-pool): one convolutional block."""
+    layers = [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+    return nn.Sequential(*layers, *([nn.MaxPool2d(2)] if pool else []))
+
+
+def aux_head(d_in: int, n_classes: int, *, k: int, width: int = 64,
+             spatial: bool = False) -> nn.Sequential:
+    """Auxiliary classifier with k hidden ReLU layers of ``width`` units (k = 0: linear).
+
+    With ``spatial=True`` the (C, H, W) features are first average-pooled to 2×2 and flattened,
+    so ``d_in`` is then the number of channels C.
+    """
+    _check_int("k", k, 0)
+    layers: list[nn.Module] = []
+    if spatial:
+        layers += [nn.AdaptiveAvgPool2d(2), nn.Flatten()]
+        d_in = 4 * d_in
+    for _ in range(k):
+        layers += [nn.Linear(d_in, width), nn.ReLU()]
+        d_in = width
+    return nn.Sequential(*layers, nn.Linear(d_in, n_classes))
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Freeze a block: no parameter has or takes a gradient; normalisation runs in eval mode.
+
+    The module's ``train`` is replaced so that a later ``model.train()`` cannot turn batch
+    statistics back on: a frozen block is a fixed function.
+    """
+    module.requires_grad_(False)
+    for p in module.parameters():
+        p.grad = None  # drop what training left behind
+    module.eval()
+    module.train = lambda mode=True: module  # type: ignore[method-assign]
+    return module
+
+
+def _fit(params: list[Tensor], forward, x: Tensor, y: Tensor, *, steps: int, lr: float,
+         batch_size: int, seed: int) -> None:
+    gen = torch.Generator().manual_seed(int(seed))
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(steps):
+        idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=gen)
+        loss = nn.functional.cross_entropy(forward(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    """Fraction of ``x`` classified as ``y`` by ``model`` (put in eval mode first)."""
+    model.eval()
+    return (model(x).argmax(-1) == y).float().mean().item()
+
+
+def train_greedy(blocks: list[nn.Module], heads: list[nn.Module], x: Tensor, y: Tensor, *,
+                 steps: int, lr: float = 1e-2, batch_size: int = 256,
+                 seed: int) -> list[float]:
+    """Greedy layerwise training (module docstring); returns each head's training accuracy.
+
+    Stage j trains ``blocks[j]`` and ``heads[j]`` for ``steps`` Adam steps (cosine-decayed
+    learning rate) on the input computed once by the frozen blocks below; afterwards
+    ``blocks[j]`` is frozen with :func:`freeze`.
+    """
+    if len(blocks) != len(heads) or not blocks:
+        raise ValueError("blocks and heads must be non-empty lists of the same length")
+    _check_int("steps", steps, 1)
+    fits = []
+    features = x
+    for j, (block, head) in enumerate(zip(blocks, heads, strict=True)):
+        stage = nn.Sequential(block, head).train()
+        _fit(list(stage.parameters()), stage, features, y, steps=steps, lr=lr,
+             batch_size=batch_size, seed=seed + j)
+        fits.append(accuracy(stage, features, y))
+        freeze(block)
+        with torch.no_grad():
+            features = block(features)
+    return fits
+
+
+def train_end_to_end(blocks: list[nn.Module], head: nn.Module, x: Tensor, y: Tensor, *,
+                     steps: int, lr: float = 1e-2, batch_size: int = 256,
+                     seed: int) -> nn.Sequential:
+    """Train all blocks and one head jointly, same optimiser; returns the network."""
+    _check_int("steps", steps, 1)
+    net = nn.Sequential(*blocks, head).train()
+    _fit(list(net.parameters()), net, x, y, steps=steps, lr=lr, batch_size=batch_size,
+         seed=seed)
+    return net.eval()
+
+
+@torch.no_grad()
+def stage_features(blocks: list[nn.Module], x: Tensor) -> list[Tensor]:
+    """[x_0 = x, x_1, …, x_J], each flattened to (n, d_j), blocks in eval mode."""
+    out, h = [x.flatten(1)], x
+    for block in blocks:
+        block.eval()
+        h = block(h)
+        out.append(h.flatten(1))
+    return out
+
+
+def linear_probe(f_train: Tensor, y_train: Tensor, f_test: Tensor, y_test: Tensor, *,
+                 weight_decay: float = 1e-4, steps: int = 200) -> float:
+    """Test accuracy of a multinomial logistic regression fitted on standardised features.
+
+    Minimises mean cross-entropy + ``weight_decay``·‖W‖² with L-BFGS (a convex problem, so
+    the answer does not depend on a seed).
+    """
+    if f_train.ndim != 2 or f_test.ndim != 2 or f_train.shape[1] != f_test.shape[1]:
+        raise ValueError("f_train and f_test must be (n, d) with the same d")
+    mean, std = f_train.mean(0), f_train.std(0).clamp_min(1e-6)
+    a, b = ((f_train - mean) / std).double(), ((f_test - mean) / std).double()
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    W = torch.zeros(a.shape[1], n_classes, dtype=torch.float64, requires_grad=True)
+    c = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([W, c], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(a @ W + c, y_train) + weight_decay * W.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return ((b @ W + c).argmax(1) == y_test).double().mean().item()

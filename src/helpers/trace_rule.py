@@ -1,0 +1,208 @@
+"""Földiák's trace rule over a layer of stored templates, and the measures of invariance.
+
+**First layer (templates).** A frame x is compared with M stored templates t_j by the cosine
+s_j = ⟨x, t_j⟩ / (‖x‖ ‖t_j‖); only the ``keep`` largest responses survive and the code is
+normalised, r = top_keep(s) / ‖top_keep(s)‖. Whole-frame templates are training frames,
+background included; class-specific templates are the bare object (Liao, Leibo & Poggio
+2014, arXiv:1409.3879).
+
+**Second layer (trace rule).** U winner-take-all units with weights W (U, M) see the codes
+of each video in temporal order. The activity trace h and the output trace ȳ follow
+
+    h_t = (1 − δ) h_{t−1} + δ W r_t,      y_t = onehot(argmax h_t),
+    ȳ_t = (1 − δ) ȳ_{t−1} + δ y_t,        W ← W + η ȳ_t (r_t − W)      (row by row),
+
+Földiák's rule (Földiák 1991): the unit that has been winning lately keeps learning, so the
+frames of one video, which share an object but not a position, are bound to one unit. δ = 1
+removes the trace and leaves plain competitive learning. Traces restart at each video (a cut).
+
+Introduced in the chapter "Temporal association and clutter".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .videos import Videos, cluttered, frame_table, object_templates
+
+Tensor = torch.Tensor
+
+
+def _check_int(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+def _cosines(frames: Tensor, templates: Tensor) -> Tensor:
+    if frames.ndim >= 2 and templates.ndim >= 3 and frames.shape[-2:] == templates.shape[-2:]:
+        frames, templates = frames.flatten(-2), templates.flatten(-2)
+    templates = templates.reshape(-1, templates.shape[-1])
+    if frames.shape[-1] != templates.shape[-1]:
+        raise ValueError(f"frames and templates must have the same length, got "
+                         f"{frames.shape[-1]} and {templates.shape[-1]}")
+    x = frames / frames.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    t = templates / templates.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return x @ t.T
+
+
+def template_codes(frames: Tensor, templates: Tensor, *, keep: int) -> Tensor:
+    """First-layer codes r = top_keep(cos(x, t_j)) / ‖·‖: (..., D) × (M, D) → (..., M).
+
+    Frames may have any leading shape; images are flattened over their last two axes
+    when ``frames`` and ``templates`` have the same trailing image shape.
+    """
+    s = _cosines(frames, templates)  # (..., M)
+    _check_int("keep", keep, 1)
+    if keep > s.shape[-1]:
+        raise ValueError(f"keep must be at most the number of templates, got {keep}")
+    top = s.topk(keep, dim=-1)
+    r = torch.zeros_like(s).scatter(-1, top.indices, top.values.clamp_min(0))
+    return r / r.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def foldiak_trace(codes: Tensor, n_units: int, *, delta: float, eta: float = 0.1,
+                  epochs: int = 10, seed: int) -> Tensor:
+    """Train U winner-take-all units with Földiák's trace rule (module docstring).
+
+    Args:
+        codes: (S, T, M) first-layer codes of S videos of T frames each, in temporal order.
+        n_units: U, the number of second-layer units.
+        delta: trace rate δ in (0, 1]; δ = 1 is competitive learning without a trace.
+        eta: learning rate η in (0, 1].
+        epochs: passes over the videos, in a fresh random order each time, each video
+            played forwards or backwards at random.
+        seed: seeds the video order and the initial weights (U random training codes plus
+            a small positive jitter that breaks ties).
+
+    Returns:
+        W: (U, M) the learned weights.
+    """
+    if codes.ndim != 3:
+        raise ValueError(f"codes must have shape (S, T, M), got {tuple(codes.shape)}")
+    _check_int("n_units", n_units, 1)
+    _check_int("epochs", epochs, 1)
+    if not 0 < delta <= 1:
+        raise ValueError(f"delta must lie in (0, 1], got {delta!r}")
+    if not 0 < eta <= 1:
+        raise ValueError(f"eta must lie in (0, 1], got {eta!r}")
+    S, T, M = codes.shape
+    gen = torch.Generator().manual_seed(int(seed))
+    flat = codes.reshape(S * T, M)
+    pick = torch.randint(S * T, (n_units,), generator=gen)
+    W = flat[pick] + 0.01 * torch.rand(n_units, M, generator=gen, dtype=codes.dtype) / M**0.5
+    for _ in range(epochs):
+        backwards = torch.rand(S, generator=gen) < 0.5
+        for s in torch.randperm(S, generator=gen).tolist():
+            video = codes[s].flip(0) if backwards[s] else codes[s]  # objects move both ways
+            h = torch.zeros(n_units, dtype=codes.dtype)
+            y_bar = torch.zeros(n_units, dtype=codes.dtype)
+            for r in video:
+                h = (1 - delta) * h + delta * (W @ r)
+                y_bar = (1 - delta) * y_bar
+                y_bar[h.argmax()] += delta
+                W += eta * y_bar[:, None] * (r - W)
+    return W
+
+
+def winners(W: Tensor, codes: Tensor) -> Tensor:
+    """The winning unit argmax_i ⟨w_i, r⟩ of every code: (..., M) → (...)."""
+    return (codes @ W.T).argmax(-1)
+
+
+def label_accuracy(W: Tensor, codes: Tensor, labels: Tensor, labelled: Tensor) -> float:
+    """Accuracy on the unlabelled frames after naming each unit from the labelled ones.
+
+    Each unit is named after the object whose labelled frames excite it most in total,
+    argmax_k Σ_{labelled n of object k} ⟨w_i, r_n⟩ (a unit that none of them excites names no
+    object, and the frames it wins count as errors). Args: codes (N, M), labels (N,),
+    labelled (N,) bool. Chance is 1 / (number of objects).
+    """
+    if labelled.dtype != torch.bool or labelled.shape != labels.shape:
+        raise TypeError("labelled must be a bool tensor shaped like labels")
+    if labelled.all() or not labelled.any():
+        raise ValueError("labelled must mark some, but not all, frames")
+    win = winners(W, codes)
+    n_obj = int(labels.max()) + 1
+    onehot = torch.nn.functional.one_hot(labels[labelled], n_obj).to(codes.dtype)  # (L, K)
+    excite = W @ codes[labelled].T @ onehot  # (U, K): summed response to each object's views
+    name = torch.where(excite.amax(1) > 1e-6, excite.argmax(1), -1)
+    return (name[win[~labelled]] == labels[~labelled]).double().mean().item()
+
+
+def invariance_index(responses: Tensor, labels: Tensor, positions: Tensor) -> float:
+    """Mean cosine similarity of response vectors across positions: same − different object.
+
+    Over all pairs of frames at different positions, the mean cosine of their (N, U)
+    response vectors when they show the same object minus when they show different ones:
+    1 for a perfectly invariant and selective code, about 0 for a code blind to identity.
+    """
+    z = responses / responses.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    sim = z @ z.T
+    other_place = positions[:, None] != positions[None, :]
+    same = labels[:, None] == labels[None, :]
+    return (sim[other_place & same].mean() - sim[other_place & ~same].mean()).item()
+
+
+def match_purity(codes: Tensor, template_labels: Tensor, labels: Tensor) -> float:
+    """Fraction of the kept template matches (non-zero code entries) showing the frame's object."""
+    kept = codes > 0  # (N, M)
+    same = template_labels[None, :] == labels[:, None]
+    return ((kept & same).sum() / kept.sum().clamp_min(1)).item()
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    """One run of :func:`trace_experiment` (accuracies on frames at unlabelled positions)."""
+
+    accuracy: float  # trace rule, units named at position 0
+    invariance: float  # invariance_index of the second-layer responses, all test frames
+    purity: float  # match_purity of the test codes
+    pooling: float  # identity pooling (max over each object's templates), no learning
+    W: Tensor  # (U, M) learned weights
+
+
+def trace_experiment(train: Videos, test: Videos, contrast: float, *, templates: str = "whole",
+                     delta: float = 0.2, keep: int = 6, n_units: int = 10, epochs: int = 15,
+                     kind: str = "patches", seed: int) -> TraceResult:
+    """Clutter the videos, build the template layer, train the trace rule, and score it.
+
+    ``templates='whole'`` stores the cluttered training frames; ``'object'`` the bare,
+    centred objects (class-specific). Half of the test videos of each object name the
+    units from their position-0 frames; the other half are scored at positions 1 … P−1.
+    Pooling by identity scores object k by max_j cos(x, t_j) over k's templates.
+    """
+    if templates not in ("whole", "object"):
+        raise ValueError(f"templates must be 'whole' or 'object', got {templates!r}")
+    x_train = cluttered(train, contrast, kind=kind, seed=seed + 1)  # (S, P, H, W)
+    x_test = cluttered(test, contrast, kind=kind, seed=seed + 2)
+    stored = x_train if templates == "whole" else object_templates(train)
+    t_labels = train.labels[:, None].expand(-1, train.n_positions).reshape(-1)  # (M,)
+    table = frame_table(test, (len(test.labels) // (int(test.labels.max()) + 1)) // 2)
+    W = foldiak_trace(template_codes(x_train, stored, keep=keep), n_units, delta=delta,
+                      epochs=epochs, seed=seed)
+    codes = template_codes(x_test, stored, keep=keep).flatten(0, 1)  # (N, M)
+    use = table["labelled"] | table["evaluated"]
+    labels, positions = table["labels"], table["positions"]
+    accuracy = label_accuracy(W, codes[use], labels[use], table["labelled"][use])
+    cos = _cosines(x_test.flatten(0, 1), stored.flatten(0, 1))  # (N, M)
+    n_obj = int(t_labels.max()) + 1
+    pooled = torch.stack([cos[:, t_labels == k].amax(1) for k in range(n_obj)], 1)
+    pooling = (pooled.argmax(1) == labels)[table["evaluated"]].double().mean().item()
+    return TraceResult(accuracy, invariance_index(codes @ W.T, labels, positions),
+                       match_purity(codes, t_labels, labels), pooling, W)
+
+
+def trace_runs(train: Videos, test: Videos, contrast: float, *, runs: int = 5, seed: int,
+               **kwargs) -> dict[str, float]:
+    """Mean accuracy, invariance, purity and pooling over ``runs`` independent trainings.
+
+    Each run draws its own backgrounds, unit initialisation and video order (seeds
+    ``seed + 1000 r``); keyword arguments go to :func:`trace_experiment`.
+    """
+    _check_int("runs", runs, 1)
+    results = [trace_experiment(train, test, contrast, seed=seed + 1000 * r, **kwargs)
+               for r in range(runs)]
+    return {key: sum(getattr(res, key) for res in results) / runs
+            for key in ("accuracy", "invariance", "purity", "pooling")}

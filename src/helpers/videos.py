@@ -1,0 +1,163 @@
+"""Synthetic "videos": a 3-D head translating across a strip while it rotates in depth.
+
+A video of object k is a sequence of P frames. In frame p the head is rendered (with
+:func:`helpers.render_heads`) at the view angle
+
+    θ_p = θ_0 + (p / (P − 1)) (θ_1 − θ_0) + ε,   ε ~ N(0, angle_jitter²) per video,
+
+and pasted into slot p of a strip of P non-overlapping slots, so the same head at two
+positions shares no pixel. Clutter is a **static background** B_v behind the whole video (as
+for a fixed camera): either distractor patches (random Gaussian blobs of random sign, width
+and place) or a white-noise background, scaled to unit root-mean-square and added with
+contrast c relative to the object's root-mean-square value ρ,
+
+    x_{v,p} = o_{k,p} + c ρ B_v (1 − m_p),
+
+where m_p is the head's square in frame p (the head occludes the background).
+
+With c = 0 the frames are the bare object (the "class-specific" view of the scene).
+
+Used by the chapter "Temporal association and clutter" (Liao, Leibo & Poggio 2014,
+arXiv:1409.3879).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .heads import random_heads, render_heads
+
+Tensor = torch.Tensor
+
+CLUTTER_KINDS = ("patches", "noise")
+
+
+@dataclass(frozen=True)
+class Videos:
+    """A set of videos, one head per video.
+
+    Attributes:
+        objects: (S, P, size, P·size) the bare object in every frame (no clutter).
+        labels: (S,) the identity of the head in each video.
+        positions: (P,) the slot index of each frame, 0 … P−1.
+        rms: the root-mean-square pixel value ρ of the bare objects, over all frames.
+    """
+
+    objects: Tensor
+    labels: Tensor
+    positions: Tensor
+    rms: float
+
+    @property
+    def n_positions(self) -> int:
+        return int(self.positions.numel())
+
+
+def make_videos(n_objects: int, videos_per_object: int, *, n_positions: int = 8,
+                size: int = 12, angles: tuple[float, float] = (-60.0, 60.0),
+                angle_jitter: float = 10.0, head_jitter: float = 0.08, object_seed: int,
+                seed: int) -> Videos:
+    """``videos_per_object`` videos of each of ``n_objects`` heads (see the module docstring).
+
+    ``head_jitter`` is how far the heads differ (see :func:`helpers.random_heads`);
+    ``object_seed`` fixes the heads (share it between training and test videos); ``seed`` the
+    per-video angle jitter. Returns :class:`Videos` with S = n_objects · videos_per_object.
+    """
+    for name, value, low in (("n_objects", n_objects, 2), ("n_positions", n_positions, 2),
+                             ("videos_per_object", videos_per_object, 1), ("size", size, 4)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if not angle_jitter >= 0:
+        raise ValueError(f"angle_jitter must be non-negative, got {angle_jitter!r}")
+    heads = random_heads(n_objects, seed=object_seed, jitter=head_jitter)
+    gen = torch.Generator().manual_seed(int(seed))
+    n_videos = n_objects * videos_per_object
+    labels = torch.arange(n_objects).repeat_interleave(videos_per_object)  # (S,)
+    sweep = torch.linspace(angles[0], angles[1], n_positions, dtype=torch.float64)  # (P,)
+    jitter = angle_jitter * torch.randn(n_videos, 1, generator=gen, dtype=torch.float64)
+    theta = sweep + jitter  # (S, P)
+    frames = torch.zeros(n_videos, n_positions, size, n_positions * size, dtype=torch.float64)
+    for p in range(n_positions):  # P renders of all heads at once
+        views = render_heads(heads, theta[:, p], size=size)  # (K, S, size, size)
+        views = views[labels, torch.arange(n_videos)]  # (S, size, size): head k at its angle
+        frames[:, p, :, p * size:(p + 1) * size] = views
+    rms = frames.pow(2).sum((-1, -2)).div(size * size).mean().sqrt().item()
+    return Videos(frames, labels, torch.arange(n_positions), rms)
+
+
+def object_templates(videos: Videos) -> Tensor:
+    """Class-specific templates: each bare object with its square's mean removed, zero elsewhere.
+
+    Returns (S, P, H, W). Removing the mean keeps a flat patch of background from matching
+    every head equally well.
+    """
+    o = videos.objects
+    _, P, H, W = o.shape
+    box = torch.eye(P, dtype=o.dtype).repeat_interleave(W // P, dim=1)[None, :, None, :]
+    mean = o.sum((-1, -2), keepdim=True) / (H * W / P)
+    return (o - mean) * box
+
+
+def frame_table(videos: Videos, n_label_videos: int) -> dict[str, Tensor]:
+    """Flat per-frame bookkeeping for evaluation, frames in (video, position) order.
+
+    Returns ``labels``, ``positions`` and ``labelled`` (N,): the first ``n_label_videos``
+    videos of each object lend their position-0 frames for naming units; ``evaluated`` marks
+    the frames used for scoring, positions 1 … P−1 of the other videos, never seen labelled.
+    """
+    S, P = videos.objects.shape[:2]
+    per_object = S // (int(videos.labels.max()) + 1)
+    if not 0 < n_label_videos < per_object:
+        raise ValueError(f"n_label_videos must lie in (0, {per_object}), got {n_label_videos!r}")
+    rank = (torch.arange(S) % per_object)[:, None].expand(S, P).reshape(-1)
+    positions = videos.positions[None].expand(S, P).reshape(-1)
+    labels = videos.labels[:, None].expand(S, P).reshape(-1)
+    naming = rank < n_label_videos
+    labelled = naming & (positions == 0)
+    evaluated = ~naming & (positions != 0)
+    return {"labels": labels, "positions": positions, "labelled": labelled,
+            "evaluated": evaluated}
+
+
+def backgrounds(n: int, height: int, width: int, *, kind: str = "patches", n_patches: int = 12,
+                seed: int) -> Tensor:
+    """``n`` clutter backgrounds (n, height, width), each with zero mean and unit RMS.
+
+    ``kind='patches'``: a sum of ``n_patches`` Gaussian blobs (random centre, width 0.5 to 2
+    times ``height``/6 and sign), i.e. distractor patches; ``kind='noise'``: white noise.
+    """
+    if kind not in CLUTTER_KINDS:
+        raise ValueError(f"kind must be one of {CLUTTER_KINDS}, got {kind!r}")
+    gen = torch.Generator().manual_seed(int(seed))
+    if kind == "noise":
+        b = torch.randn(n, height, width, generator=gen, dtype=torch.float64)
+    else:
+        cy = height * torch.rand(n, n_patches, 1, 1, generator=gen, dtype=torch.float64)
+        cx = width * torch.rand(n, n_patches, 1, 1, generator=gen, dtype=torch.float64)
+        s = height / 6 * (0.5 + 1.5 * torch.rand(n, n_patches, 1, 1, generator=gen,
+                                                  dtype=torch.float64))
+        sign = torch.randn(n, n_patches, 1, 1, generator=gen, dtype=torch.float64).sign()
+        yy = torch.arange(height, dtype=torch.float64)[:, None]
+        xx = torch.arange(width, dtype=torch.float64)[None, :]
+        b = (sign * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s**2))).sum(1)
+    b = b - b.mean((-1, -2), keepdim=True)
+    return b / b.pow(2).mean((-1, -2), keepdim=True).sqrt().clamp_min(1e-12)
+
+
+def cluttered(videos: Videos, contrast: float, *, kind: str = "patches", seed: int) -> Tensor:
+    """Frames x_{v,p} = o_{k,p} + c ρ B_v (1 − m_p), one static background per video.
+
+    m_p is the square occupied by the head in frame p: the head occludes the background.
+    Returns (S, P, H, W).
+    """
+    if not contrast >= 0:
+        raise ValueError(f"contrast must be non-negative, got {contrast!r}")
+    S, _, H, W = videos.objects.shape
+    if contrast == 0:
+        return videos.objects.clone()
+    P = videos.n_positions
+    b = backgrounds(S, H, W, kind=kind, seed=seed)  # (S, H, W)
+    behind = 1.0 - torch.eye(P, dtype=b.dtype).repeat_interleave(W // P, dim=1)  # (P, W)
+    return videos.objects + contrast * videos.rms * b[:, None] * behind[None, :, None, :]

@@ -1,0 +1,98 @@
+"""Tests for helpers.greedy: greedy layerwise training with auxiliary heads."""
+
+import math
+
+import pytest
+import torch
+
+from helpers.greedy import (
+    accuracy,
+    aux_head,
+    conv_block,
+    freeze,
+    linear_probe,
+    mlp_block,
+    stage_features,
+    train_end_to_end,
+    train_greedy,
+    two_spirals,
+)
+
+
+def test_two_spirals_geometry():
+    x, y = two_spirals(400, noise=0.0, seed=0)
+    r = x.norm(dim=1)
+    assert x.shape == (400, 2) and set(y.tolist()) == {0, 1}
+    assert (r <= 1 + 1e-6).all() and (r >= 0.05 - 1e-6).all()
+    # class 1 is class 0 turned by π: the angle, once the spiral's winding is removed
+    angle = torch.atan2(x[:, 1], x[:, 0]) - 2 * math.pi * 3 * r
+    offset = torch.remainder(angle - math.pi * y, 2 * math.pi)
+    assert torch.minimum(offset, 2 * math.pi - offset).max() < 1e-3
+
+
+def test_earlier_blocks_are_truly_frozen():
+    """After stage j, blocks < j never change: weights, gradients, batch-norm statistics."""
+    x, y = two_spirals(256, seed=0)
+    blocks = [mlp_block(2, 16), mlp_block(16, 16), mlp_block(16, 16)]
+    heads = [aux_head(16, 2, k=1, width=16) for _ in blocks]
+    train_greedy(blocks[:1], heads[:1], x, y, steps=20, seed=0)
+    snapshot = {k: v.clone() for k, v in blocks[0].state_dict().items()}
+    assert any("running_mean" in k for k in snapshot)
+    # later stages train on top of the frozen block, and even train() cannot unfreeze it
+    h = blocks[0](x)
+    train_greedy(blocks[1:], heads[1:], h, y, steps=20, seed=1)
+    blocks[0].train()
+    out = torch.nn.Sequential(*blocks, heads[-1])(x).sum()
+    out.backward()
+    for k, v in blocks[0].state_dict().items():
+        assert torch.equal(v, snapshot[k]), k
+    assert all(not p.requires_grad and p.grad is None for p in blocks[0].parameters())
+    assert not blocks[0][1].training  # batch norm uses its fixed running statistics
+    assert all(p.requires_grad for p in heads[-1].parameters())
+
+
+def test_greedy_trains_each_stage_and_freezes_it():
+    x, y = two_spirals(256, seed=1)
+    blocks = [mlp_block(2, 16), mlp_block(16, 16)]
+    heads = [aux_head(16, 2, k=1, width=16) for _ in blocks]
+    fits = train_greedy(blocks, heads, x, y, steps=30, seed=0)
+    assert len(fits) == 2 and all(0 <= f <= 1 for f in fits)
+    assert all(not p.requires_grad for b in blocks for p in b.parameters())
+
+
+def test_linear_probe_oracle():
+    gen = torch.Generator().manual_seed(0)
+    f = torch.randn(300, 5, generator=gen)
+    y = (f[:, 0] + 0.5 * f[:, 1] > 0).long()  # linearly separable
+    assert linear_probe(f[:200], y[:200], f[200:], y[200:]) > 0.95
+    y_xor = ((f[:, 0] > 0) ^ (f[:, 1] > 0)).long()  # no linear rule does better than chance
+    assert linear_probe(f[:200], y_xor[:200], f[200:], y_xor[200:]) < 0.7
+
+
+def test_heads_and_blocks_shapes():
+    x = torch.randn(4, 1, 8, 8)
+    block = conv_block(1, 6, pool=True)
+    assert block(x).shape == (4, 6, 4, 4)
+    assert aux_head(6, 10, k=2, spatial=True)(block(x)).shape == (4, 10)
+    assert len([m for m in aux_head(3, 2, k=2) if isinstance(m, torch.nn.Linear)]) == 3
+    feats = stage_features([mlp_block(2, 3)], torch.randn(5, 2))
+    assert [tuple(f.shape) for f in feats] == [(5, 2), (5, 3)]
+
+
+def test_end_to_end_smoke():
+    x, y = two_spirals(128, turns=0.5, seed=0)
+    net = train_end_to_end([mlp_block(2, 16)], aux_head(16, 2, k=1, width=16), x, y,
+                           steps=100, seed=0)
+    assert accuracy(net, x, y) > 0.8
+
+
+def test_freeze_and_bad_input():
+    block = freeze(mlp_block(2, 3))
+    assert block.train() is block and not block.training
+    with pytest.raises(ValueError, match="k"):
+        aux_head(2, 2, k=-1)
+    with pytest.raises(ValueError, match="blocks and heads"):
+        train_greedy([mlp_block(2, 2)], [], torch.zeros(2, 2), torch.zeros(2).long(),
+                     steps=1, seed=0)
+    with pytest.raises(ValueError, match="turns"):
+        two_spirals(10, turns=0, seed=0)

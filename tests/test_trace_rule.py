@@ -1,0 +1,99 @@
+"""Tests for helpers.trace_rule: Földiák's trace rule over stored templates."""
+
+import pytest
+import torch
+
+from helpers.trace_rule import (
+    foldiak_trace,
+    invariance_index,
+    label_accuracy,
+    match_purity,
+    template_codes,
+    trace_experiment,
+    trace_runs,
+    winners,
+)
+from helpers.videos import make_videos
+
+
+def test_template_codes_keep_the_best_matches():
+    gen = torch.Generator().manual_seed(0)
+    templates = torch.randn(20, 30, generator=gen, dtype=torch.float64)
+    frames = templates[:5] * 3.0  # a scaled template matches itself with cosine 1
+    codes = template_codes(frames, templates, keep=4)
+    assert ((codes > 0).sum(1) <= 4).all()
+    assert torch.allclose(codes.norm(dim=1), torch.ones(5, dtype=torch.float64))
+    assert torch.equal(codes.argmax(1), torch.arange(5))
+    cos = torch.nn.functional.normalize(frames, dim=1) @ torch.nn.functional.normalize(
+        templates, dim=1).T
+    kept = cos.topk(4, dim=1).indices.sort(1).values
+    assert torch.equal((codes > 0).nonzero()[:, 1].reshape(5, -1).sort(1).values, kept)
+
+
+def _one_hot_videos(n_videos=4, length=5):
+    """Every frame its own template: only time can tell which frames belong together."""
+    eye = torch.eye(n_videos * length, dtype=torch.float64)
+    return eye.reshape(n_videos, length, -1)
+
+
+def test_trace_binds_each_video_to_one_unit():
+    codes = _one_hot_videos()
+    W = foldiak_trace(codes, 4, delta=0.2, eta=0.2, epochs=20, seed=0)
+    win = winners(W, codes)  # (S, T)
+    assert (win == win[:, :1]).all(), win
+    assert win[:, 0].unique().numel() == 4  # and different videos to different units
+
+
+def test_without_trace_frames_are_not_bound():
+    codes = _one_hot_videos()
+    W = foldiak_trace(codes, 4, delta=1.0, eta=0.2, epochs=20, seed=0)
+    win = winners(W, codes)
+    assert not (win == win[:, :1]).all()
+
+
+def test_label_accuracy_oracle():
+    codes = torch.eye(4, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 0, 1])
+    labelled = torch.tensor([True, True, False, False])
+    W_good = torch.tensor([[1.0, 0, 1, 0], [0, 1, 0, 1]], dtype=torch.float64)
+    W_bad = torch.tensor([[1.0, 0, 0, 1], [0, 1, 1, 0]], dtype=torch.float64)
+    assert label_accuracy(W_good, codes, labels, labelled) == 1.0
+    assert label_accuracy(W_bad, codes, labels, labelled) == 0.0
+
+
+def test_invariance_index_extremes():
+    labels = torch.tensor([0, 0, 1, 1])
+    positions = torch.tensor([0, 1, 0, 1])
+    selective = torch.nn.functional.one_hot(labels, 2).double()
+    blind = torch.nn.functional.one_hot(positions, 2).double()
+    assert invariance_index(selective, labels, positions) == pytest.approx(1.0)
+    assert invariance_index(blind, labels, positions) == pytest.approx(0.0)
+
+
+def test_match_purity():
+    codes = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    purity = match_purity(codes, torch.tensor([0, 1, 1]), torch.tensor([0, 1]))
+    assert purity == pytest.approx(2 / 3)
+
+
+def test_bad_input():
+    codes = _one_hot_videos()
+    with pytest.raises(ValueError, match="delta"):
+        foldiak_trace(codes, 2, delta=0.0, seed=0)
+    with pytest.raises(ValueError, match="codes"):
+        foldiak_trace(codes[0], 2, delta=0.5, seed=0)
+    with pytest.raises(ValueError, match="keep"):
+        template_codes(torch.ones(2, 3), torch.ones(2, 3), keep=5)
+    with pytest.raises(TypeError, match="labelled"):
+        label_accuracy(torch.ones(1, 2), torch.ones(2, 2), torch.tensor([0, 1]), torch.ones(2))
+
+
+def test_smoke_chapter_experiment():
+    train = make_videos(3, 3, n_positions=4, size=8, object_seed=0, seed=1)
+    test = make_videos(3, 4, n_positions=4, size=8, object_seed=0, seed=2)
+    clean = trace_experiment(train, test, 0.0, keep=3, n_units=6, epochs=8, seed=0)
+    assert clean.W.shape == (6, 36)
+    assert clean.accuracy > 1 / 3 and clean.pooling > 0.9
+    runs = trace_runs(train, test, 0.5, runs=2, templates="object", keep=3, n_units=6,
+                      epochs=4, seed=0)
+    assert set(runs) == {"accuracy", "invariance", "purity", "pooling"}
