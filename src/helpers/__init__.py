@@ -66,7 +66,10 @@ from .sublevel_paths import ConstructedPath, OneHidden, constructed_path, half_m
 from .teacher_student import StudentRun, Teacher, batch_norm_train, best_correlations, bn_projected_gradient, eps_leak, make_teacher, relu_nodes, train_students  # noqa: E501, F401
 from .videos import CLUTTER_KINDS, Videos, backgrounds, cluttered, frame_table, make_videos, object_templates  # noqa: E501, F401
 from .trace_rule import TraceResult, foldiak_trace, invariance_index, label_accuracy, match_purity, template_codes, trace_experiment, trace_runs, winners  # noqa: E501, F401
+from .neural_collapse import batched_hidden_features, class_means, conv_toeplitz, entropy_rank, etf_deviation, nc1, simplex_etf_gram, weight_decay_unrolled  # noqa: E501, F401
 from .greedy import accuracy as greedy_accuracy, aux_head, conv_block, freeze, linear_probe, mlp_block, stage_features, train_end_to_end, train_greedy, two_spirals  # noqa: E501, F401
+from .spectra import PowerLawFit, count_spikes, esd, fit_power_law, mp_cdf, mp_density, mp_edges, mp_ks, pareto_matrix  # noqa: E501, F401
+from .sgd_noise import equal_trace_noises, expected_loss_increase, first_order_increase, flat_loss, noise_alignment, noisy_chains, per_sample_grads, power_law_hessian, simulate_quadratic  # noqa: E501, F401
 
 # Everything public defined in the package, for ``from helpers import *`` and the API page.
 __all__ = sorted(

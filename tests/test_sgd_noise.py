@@ -1,0 +1,103 @@
+"""Tests for helpers.sgd_noise (chapter "Anisotropic SGD noise and escaping sharp minima")."""
+
+import pytest
+import torch
+
+import helpers
+from helpers.sgd_noise import (
+    equal_trace_noises,
+    expected_loss_increase,
+    first_order_increase,
+    flat_loss,
+    noise_alignment,
+    noisy_chains,
+    per_sample_grads,
+    power_law_hessian,
+    simulate_quadratic,
+)
+
+
+def test_power_law_hessian_spectrum_and_equal_traces():
+    H = power_law_hessian(20, 1.5, seed=0)
+    lam = torch.linalg.eigvalsh(H).flip(0)
+    assert torch.allclose(lam, torch.arange(1, 21, dtype=torch.float64) ** -1.5)
+    noises = equal_trace_noises(H, trace=2.0)
+    assert set(noises) == {"isotropic", "aligned with H", "top eigenvector", "aligned with H⁻¹"}
+    for S in noises.values():
+        assert S.trace().item() == pytest.approx(2.0)
+    tr = {k: torch.trace(H @ S).item() for k, S in noises.items()}
+    # Chebyshev's sum inequality orders them; top eigenvector is the maximum λ₁ Tr Σ.
+    assert tr["top eigenvector"] > tr["aligned with H"] > tr["isotropic"] > tr["aligned with H⁻¹"]
+    assert tr["top eigenvector"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="H"):
+        equal_trace_noises(-H)
+
+
+def test_expected_increase_matches_eigenbasis_closed_form_and_first_order():
+    H = power_law_hessian(10, 1.0, seed=1)
+    S = equal_trace_noises(H)["aligned with H"]
+    eta, T = 0.05, 30
+    lam, V = torch.linalg.eigh(H)
+    s = torch.diagonal(V.T @ S @ V)  # Σ commutes with H: diagonal in its eigenbasis
+    a = (1 - eta * lam) ** 2
+    closed = 0.5 * (lam * eta ** 2 * s * (1 - a ** T) / (1 - a)).sum().item()
+    assert expected_loss_increase(H, S, eta=eta, T=T) == pytest.approx(closed, rel=1e-10)
+    # first-order error ≈ ηTλ_max for the top direction; here ηTλ_max = 1.5
+    fo = first_order_increase(H, S, eta=eta, T=1)
+    assert fo == pytest.approx(expected_loss_increase(H, S, eta=eta, T=1), rel=1e-12)
+    with pytest.raises(ValueError, match="eta"):
+        expected_loss_increase(H, S, eta=0.0, T=3)
+
+
+def test_simulation_agrees_with_exact_expectation():
+    H = power_law_hessian(8, 1.0, seed=2)
+    S = equal_trace_noises(H)["isotropic"]
+    L = simulate_quadratic(H, S, eta=0.1, T=20, n_chains=20000, seed=3)
+    exact = expected_loss_increase(H, S, eta=0.1, T=20)
+    se = L.std().item() / len(L) ** 0.5
+    assert abs(L.mean().item() - exact) < 5 * se
+
+
+def test_per_sample_grads_match_autograd_loop_and_alignment():
+    net = helpers.MLP([3, 4, 2], dtype=torch.float64, seed=0)
+    x = torch.randn(6, 3, dtype=torch.float64)
+    y = torch.tensor([0, 1, 1, 0, 1, 0])
+    f, theta = flat_loss(net, torch.nn.functional.cross_entropy)
+    G = per_sample_grads(f, theta, x, y)
+    for i in range(6):  # oracle: ordinary autograd on one sample
+        net.zero_grad()
+        torch.nn.functional.cross_entropy(net(x[i:i + 1]), y[i:i + 1]).backward()
+        ref = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+        assert torch.allclose(G[i], ref, atol=1e-12)
+    D = theta.numel()
+    stats = noise_alignment(G, torch.eye(D, dtype=torch.float64))
+    assert stats["r"] == pytest.approx(1.0)  # H = I makes any noise look isotropic
+    with pytest.raises(ValueError, match="G"):
+        noise_alignment(G, torch.eye(D + 1, dtype=torch.float64))
+
+
+def test_noisy_chains_reduce_to_gd_without_noise():
+    net = helpers.MLP([3, 4, 2], dtype=torch.float64, seed=1)
+    x = torch.randn(10, 3, dtype=torch.float64)
+    y = torch.arange(10) % 2
+    f, theta = flat_loss(net, torch.nn.functional.cross_entropy)
+    out = noisy_chains(f, theta, x, y, eta=0.1, steps=5, n_chains=3, batch_size=None)
+    th = theta.clone()
+    for _ in range(5):
+        th = th - 0.1 * torch.func.grad(f)(th, x, y)
+    assert torch.allclose(out, th.expand(3, -1), atol=1e-12)
+    sgd = noisy_chains(f, theta, x, y, eta=0.1, steps=5, n_chains=3, batch_size=2, seed=0)
+    assert sgd.shape == (3, theta.numel()) and not torch.allclose(sgd[0], sgd[1])
+
+
+def test_expected_increase_doubling_matches_plain_recursion():
+    H = power_law_hessian(6, 0.7, seed=4)
+    S = torch.randn(6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    S = S @ S.T  # a covariance that does not commute with H
+    A = torch.eye(6, dtype=torch.float64) - 0.05 * H
+    for T in (1, 2, 7, 13):
+        C = torch.zeros_like(H)
+        for _ in range(T):
+            C = A @ C @ A + 0.05 ** 2 * S
+        assert expected_loss_increase(H, S, eta=0.05, T=T) == pytest.approx(
+            0.5 * torch.trace(H @ C).item(), rel=1e-12)
