@@ -88,3 +88,42 @@ def test_pages_built_from_generated_files_always_execute(page):
     """Their code never changes, so the execution cache would serve stale output."""
     header = yaml.safe_load((ROOT / page).read_text().split("---")[1])
     assert header["mystnb"]["execution_mode"] == "force"
+
+
+def _figure_cells(chapter):
+    nb = jupytext.read(ROOT / f"{chapter}.md")
+    return [c for c in code_cells(nb) if "figure" in c.metadata.get("mystnb", {})]
+
+
+# Matplotlib calls that return an object (a Legend, a list of Line2D, ...), shown as a second output.
+RETURNS_AN_ARTIST = {"legend", "plot", "loglog", "semilogx", "semilogy", "hist", "imshow", "bar",
+                     "barh", "scatter", "text", "annotate", "set_title", "set_xlabel",
+                     "set_ylabel", "axhline", "axvline", "fill_between", "colorbar", "errorbar",
+                     "contour", "contourf", "pcolormesh", "suptitle", "step", "stairs"}
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_figure_cells_end_without_a_value(chapter):
+    """A figure cell that ends with a value (e.g. ``ax.legend()``) outputs it beside the figure;
+    the build then gives the figure's name to two outputs, a duplicate-target warning that
+    fails the strict build. Such a cell ends with ``;``."""
+    import ast
+
+    for cell in _figure_cells(chapter):
+        if cell.source.rstrip().endswith(";"):
+            continue
+        body = ast.parse("\n".join(line for line in cell.source.splitlines()
+                                   if not line.startswith(("%", "!")))).body
+        last = body[-1].value if body and isinstance(body[-1], ast.Expr) else None
+        shows_value = last is not None and (
+            not isinstance(last, ast.Call)
+            or (isinstance(last.func, ast.Attribute) and last.func.attr in RETURNS_AN_ARTIST))
+        name = cell.metadata["mystnb"]["figure"].get("name")
+        assert not shows_value, f"figure cell {name!r} ends with a value: end it with ';'"
+
+
+def test_figure_names_unique_across_the_book():
+    names = [c.metadata["mystnb"]["figure"].get("name") for ch in CHAPTERS
+             for c in _figure_cells(ch)]
+    duplicates = {n for n in names if n and names.count(n) > 1}
+    assert not duplicates, f"figure names used twice: {duplicates}"
