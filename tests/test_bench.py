@@ -4,6 +4,7 @@ import json
 
 import nbformat
 import pytest
+import torch
 
 from helpers import bench
 
@@ -16,10 +17,19 @@ def test_training_flops_formula():
 
 
 def test_batched_benchmark_reports_consistent_ratios():
+    threads = torch.get_num_threads()
     out = bench.batched_benchmark(models=2, steps=2)
     assert out["batched_speedup"] == pytest.approx(out["one_by_one_s"] / out["batched_s"])
     assert 0 < out["batched_flops_fraction"] and out["matmul_flops_per_s"] > 0
     assert "batched_speedup_minibatch" in out
+    best = min(out["one_by_one_s"], out["one_by_one_1thread_s"])
+    assert out["batched_speedup_vs_best"] == pytest.approx(best / out["batched_s"])
+    # the ceiling is the peak rate over the best one-by-one rate, for the same FLOPs
+    assert out["speedup_ceiling"] == pytest.approx(
+        out["matmul_flops_per_s"] / out["one_by_one_flops_per_s"])
+    assert out["one_by_one_flops_per_s"] * best == pytest.approx(
+        out["batched_flops_per_s"] * out["batched_s"])
+    assert torch.get_num_threads() == threads  # the one-thread run restores the setting
 
 
 def test_time_notebook_runs_a_fresh_kernel(tmp_path):
@@ -46,3 +56,20 @@ def test_report_format_and_json(tmp_path, monkeypatch):
     report = json.loads((tmp_path / "_build" / "bench.json").read_text())
     assert report["batched_speedup"] == 2.0 and "torch" in report and "threads" in report
     assert "2.00x" in bench.format_report(report)
+
+
+def test_report_lists_notebooks_and_their_peak_memory():
+    report = {"device": "cpu", "torch": "x", "threads": 2, "machine": "m", "mode": "quick",
+              "date": "d", "one_by_one_s": 3.0, "one_by_one_1thread_s": 2.0, "batched_s": 1.0,
+              "batched_speedup": 3.0, "batched_speedup_vs_best": 2.0, "speedup_ceiling": 4.0,
+              "batched_speedup_minibatch": 9.0, "batched_speedup_minibatch_vs_best": 5.0,
+              "batched_flops_fraction": 0.5, "batched_flops_per_s": 1e9,
+              "matmul_flops_per_s": 2e9,
+              "notebooks": [{"notebook": "book/a/x.ipynb", "seconds": 3.0, "ok": True,
+                             "peak_mb": 900.0},
+                            {"notebook": "book/a/y.ipynb", "seconds": 5.0, "ok": True,
+                             "peak_mb": 300.0}],
+              "notebooks_total_s": 8.0, "slowest_notebook_peak_mb": 300.0}
+    text = bench.format_report(report)
+    assert "2.00x" in text and "4.00x" in text and "5.00x" in text
+    assert "book/a/y.ipynb" in text and "8.0 s" in text and "largest 900 MB" in text

@@ -95,7 +95,7 @@ def _figure_cells(chapter):
     return [c for c in code_cells(nb) if "figure" in c.metadata.get("mystnb", {})]
 
 
-# Matplotlib calls that return an object (a Legend, a list of Line2D, ...), shown as a second output.
+# Matplotlib calls that return an object (a Legend, Line2D list, ...), shown as a second output.
 RETURNS_AN_ARTIST = {"legend", "plot", "loglog", "semilogx", "semilogy", "hist", "imshow", "bar",
                      "barh", "scatter", "text", "annotate", "set_title", "set_xlabel",
                      "set_ylabel", "axhline", "axvline", "fill_between", "colorbar", "errorbar",

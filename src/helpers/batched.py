@@ -2,7 +2,8 @@
 
 K copies of an MLP (different seeds and/or learning rates and weight decays) are stored with a
 leading model axis, W_l of shape (K, out, in), so one forward pass is a few batched matrix
-products, ``h_l = φ(h_{l-1} W_lᵀ + b_l)`` with ``torch.baddbmm``. The models share nothing but
+products, ``H_l = φ(W_l H_{l-1} + b_l)`` with ``torch.baddbmm``, activations kept as
+(K, width, n) (see :meth:`BatchedMLP.forward_t`). The models share nothing but
 the data; since the total loss is the sum of the per-model losses, autograd gives each model
 exactly its own gradient, and the update
 
@@ -66,18 +67,29 @@ class BatchedMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (n, d) shared by all models or (K, n, d) per model → outputs (K, n, widths[-1])."""
-        K = self.n_models
+        return self.forward_t(x).transpose(1, 2)
+
+    def forward_t(self, x: Tensor) -> Tensor:
+        """The outputs in the engine's own layout, (K, widths[-1], n): features × samples.
+
+        Activations are kept as (K, width, n), so every layer is one contiguous batched
+        product ``H_l = φ(W_l H_{l-1} + b_l)`` and autograd's backward products and the
+        activation's backward run on contiguous tensors (with the samples × features layout
+        the ReLU backward ran on transposed gradients, about a third of all the time). A shared
+        input makes the first layer a single matrix product for all K models, with the stacked
+        weights viewed as one (K·width, d) matrix.
+        """
+        K, d = self.n_models, self.widths[0]
+        if x.ndim not in (2, 3) or x.shape[-1] != d or (x.ndim == 3 and x.shape[0] != K):
+            raise ValueError(f"x must be (n, {d}) or ({K}, n, {d}), got {tuple(x.shape)}")
+        W0, b0 = self.weights[0], self.biases[0]
         if x.ndim == 2:
-            x = x.expand(K, *x.shape)
-        if x.ndim != 3 or x.shape[0] != K or x.shape[-1] != self.widths[0]:
-            raise ValueError(f"x must be (n, {self.widths[0]}) or ({K}, n, {self.widths[0]}), "
-                             f"got {tuple(x.shape)}")
-        h = x
-        last = len(self.weights) - 1
-        for i, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            h = torch.baddbmm(b[:, None, :], h, W.transpose(1, 2))  # (K, n, out)
-            if i < last:
-                h = self.activation(h)
+            n = x.shape[0]
+            h = torch.addmm(b0.reshape(-1, 1), W0.reshape(-1, d), x.T).view(K, -1, n)
+        else:
+            h = torch.baddbmm(b0[:, :, None], W0, x.transpose(1, 2))
+        for W, b in zip(self.weights[1:], self.biases[1:], strict=True):
+            h = torch.baddbmm(b[:, :, None], W, self.activation(h))  # (K, out, n)
         return h
 
     def model(self, k: int) -> MLP:
@@ -133,6 +145,14 @@ def per_model_loss(out: Tensor, y: Tensor, loss: str) -> Tensor:
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
+def _per_model_loss_t(out_t: Tensor, y: Tensor, loss: str) -> Tensor:
+    """:func:`per_model_loss` for outputs in the engine's layout (K, C, n)."""
+    if loss == "cross_entropy":
+        yk = y.expand(out_t.shape[0], -1) if y.ndim == 1 else y
+        return F.cross_entropy(out_t, yk, reduction="none").mean(1)
+    return per_model_loss(out_t.transpose(1, 2), y, loss)
+
+
 def _batches(n: int, batch_size: int | None, steps: int, seed: int,
              device: torch.device) -> list[Tensor | None]:
     if batch_size is None:
@@ -170,7 +190,7 @@ def train_batched(model: BatchedMLP, x: Tensor, y: Tensor, *, lr: float | Sequen
     for t, idx in enumerate(_batches(x.shape[0], batch_size, steps, seed, x.device), start=1):
         xb = x if idx is None else x[idx]
         yb = y if idx is None else y[..., idx] if loss == "cross_entropy" else y[idx]
-        per_model = per_model_loss(model(xb), yb, loss)  # (K,)
+        per_model = _per_model_loss_t(model.forward_t(xb), yb, loss)  # (K,)
         grads = torch.autograd.grad(per_model.sum(), params)
         with torch.no_grad():
             for p, g in zip(params, grads, strict=True):
