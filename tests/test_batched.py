@@ -30,6 +30,25 @@ def test_batched_equals_one_by_one(batch_size):
             assert (a - b).abs().max() < 1e-8
 
 
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_one_batch_size_per_model_equals_one_by_one(loss):
+    x, y = data()
+    target = torch.nn.functional.one_hot(y, 3).double() if loss == "mse" else y
+    seeds, sizes = [3, 3, 5], [4, 16, 9]
+    batched = BatchedMLP([5, 16, 3], seeds, dtype=torch.float64)
+    result = train_batched(batched, x, target, lr=0.1, steps=40, batch_size=sizes, seed=2,
+                           loss=loss)
+    for k, (s, b) in enumerate(zip(seeds, sizes, strict=True)):
+        single = MLP([5, 16, 3], dtype=torch.float64, seed=s)
+        last = train_one(single, x, target, lr=0.1, steps=40, batch_size=b, seed=2,
+                         draw=max(sizes), loss=loss)
+        assert last == pytest.approx(result.losses[-1, k].item(), abs=1e-10)
+        for a, c in zip(single.parameters(), batched.model(k).parameters(), strict=True):
+            assert (a - c).abs().max() < 1e-8
+    # the two seed-3 models differ only in batch size, so they must end apart
+    assert (batched.weights[0][0] - batched.weights[0][1]).abs().max() > 1e-3
+
+
 def test_per_model_labels_and_mse():
     x, _ = data()
     labels = torch.stack([data(seed=s)[1] for s in range(3)])  # (K, n): one labelling each
@@ -54,6 +73,8 @@ def test_initialisation_matches_helpers_mlp():
 @pytest.mark.parametrize("kwargs,match", [
     (dict(lr=[0.1, 0.2]), "lr"), (dict(lr=-0.1), "lr"), (dict(lr=0.1, loss="hinge"), "loss"),
     (dict(lr=0.1, batch_size=0), "batch_size"), (dict(lr=0.1, steps=0), "steps"),
+    (dict(lr=0.1, batch_size=[4, 8]), "batch_size"), (dict(lr=0.1, batch_size=[4, 0, 8]),
+                                                      "batch_size"),
     (dict(lr=0.1, weight_decay=[1.0] * 5), "weight_decay"),
 ])
 def test_bad_arguments(kwargs, match):

@@ -145,28 +145,58 @@ def per_model_loss(out: Tensor, y: Tensor, loss: str) -> Tensor:
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
-def _per_model_loss_t(out_t: Tensor, y: Tensor, loss: str) -> Tensor:
-    """:func:`per_model_loss` for outputs in the engine's layout (K, C, n)."""
+def _per_sample_loss_t(out_t: Tensor, y: Tensor, loss: str) -> Tensor:
+    """Loss of every model on every sample, (K, m), for outputs (K, C, m)."""
     if loss == "cross_entropy":
         yk = y.expand(out_t.shape[0], -1) if y.ndim == 1 else y
-        return F.cross_entropy(out_t, yk, reduction="none").mean(1)
-    return per_model_loss(out_t.transpose(1, 2), y, loss)
+        return F.cross_entropy(out_t, yk, reduction="none")
+    target = y.T if y.ndim == 2 else y.transpose(1, 2)  # (C, m) or (K, C, m)
+    return ((out_t - target) ** 2).sum(1)
+
+
+def _per_model_loss_t(out_t: Tensor, y: Tensor, loss: str,
+                      weights: Tensor | None = None) -> Tensor:
+    """:func:`per_model_loss` for outputs in the engine's layout (K, C, m); ``weights`` (K, m)
+    turns the mean over samples into a weighted sum (per-model batch sizes)."""
+    per_sample = _per_sample_loss_t(out_t, y, loss)
+    return per_sample.mean(1) if weights is None else (per_sample * weights).sum(1)
+
+
+def _batch_sizes(batch_size: int | Sequence[int] | None, K: int,
+                 n: int) -> tuple[int | None, list[int] | None]:
+    """(indices drawn per step, per-model sizes or None when all models use them all)."""
+    if batch_size is None or isinstance(batch_size, int):
+        return batch_size, None
+    sizes = [int(b) for b in batch_size]
+    if len(sizes) != K:
+        raise ValueError(f"batch_size must be a number or have one value per model ({K}), "
+                         f"got {len(sizes)} values")
+    for b in sizes:
+        if not 1 <= b <= n:
+            raise ValueError(f"batch_size must lie in [1, {n}], got {b}")
+    return max(sizes), (None if len(set(sizes)) == 1 else sizes)
 
 
 def _batches(n: int, batch_size: int | None, steps: int, seed: int,
-             device: torch.device) -> list[Tensor | None]:
+             device: torch.device, *, draw: int | None = None) -> list[Tensor | None]:
+    """Indices of every step: ``draw`` (default ``batch_size``) uniform draws with
+    replacement from ``seed``'s stream, of which the first ``batch_size`` are used."""
     if batch_size is None:
         return [None] * steps
     if not 1 <= batch_size <= n:
         raise ValueError(f"batch_size must lie in [1, {n}], got {batch_size}")
+    draw = batch_size if draw is None else draw
+    if draw < batch_size:
+        raise ValueError(f"draw must be at least batch_size ({batch_size}), got {draw}")
     gen = torch.Generator().manual_seed(seed)
-    return [torch.randint(n, (batch_size,), generator=gen).to(device) for _ in range(steps)]
+    return [torch.randint(n, (draw,), generator=gen)[:batch_size].to(device)
+            for _ in range(steps)]
 
 
 def train_batched(model: BatchedMLP, x: Tensor, y: Tensor, *, lr: float | Sequence[float],
                   steps: int, weight_decay: float | Sequence[float] = 0.0,
-                  loss: str = "cross_entropy", batch_size: int | None = None, seed: int = 0,
-                  record_every: int = 0) -> TrainResult:
+                  loss: str = "cross_entropy", batch_size: int | Sequence[int] | None = None,
+                  seed: int = 0, record_every: int = 0) -> TrainResult:
     """Gradient descent on all K models at once (in place).
 
     Args:
@@ -174,8 +204,12 @@ def train_batched(model: BatchedMLP, x: Tensor, y: Tensor, *, lr: float | Sequen
         x: (n, d) inputs shared by the models; y: (n,) labels shared, or (K, n) per model
             (e.g. a different random labelling per model); for ``mse``, targets (n, C).
         lr, weight_decay: one value for all, or one per model.
-        steps: number of updates. batch_size: None for full batch, else samples drawn
-            uniformly with replacement (the same indices for every model, from ``seed``).
+        steps: number of updates.
+        batch_size: None for full batch, else samples drawn uniformly with replacement (the
+            same indices for every model, from ``seed``). One size per model, b_k, draws
+            max_k b_k indices per step and model k averages its loss over the first b_k: each
+            model still sees a uniform sample of its own size (a sweep over batch sizes in
+            one run).
         record_every: record the per-model training losses every so many steps (0: last only).
     """
     if steps < 1:
@@ -186,11 +220,16 @@ def train_batched(model: BatchedMLP, x: Tensor, y: Tensor, *, lr: float | Sequen
     params = list(model.parameters())
     lr_t = _per_model(lr, K, "lr", params[0])
     wd_t = _per_model(weight_decay, K, "weight_decay", params[0])
+    draw, sizes = _batch_sizes(batch_size, K, x.shape[0])
+    weights = None
+    if sizes is not None:  # model k: weight 1/b_k on its first b_k samples, 0 after
+        first = torch.arange(draw, device=x.device) < torch.tensor(sizes, device=x.device)[:, None]
+        weights = first.to(params[0].dtype) / first.sum(1, keepdim=True)
     recorded_steps, losses = [], []
-    for t, idx in enumerate(_batches(x.shape[0], batch_size, steps, seed, x.device), start=1):
+    for t, idx in enumerate(_batches(x.shape[0], draw, steps, seed, x.device), start=1):
         xb = x if idx is None else x[idx]
         yb = y if idx is None else y[..., idx] if loss == "cross_entropy" else y[idx]
-        per_model = _per_model_loss_t(model.forward_t(xb), yb, loss)  # (K,)
+        per_model = _per_model_loss_t(model.forward_t(xb), yb, loss, weights)  # (K,)
         grads = torch.autograd.grad(per_model.sum(), params)
         with torch.no_grad():
             for p, g in zip(params, grads, strict=True):
@@ -204,16 +243,18 @@ def train_batched(model: BatchedMLP, x: Tensor, y: Tensor, *, lr: float | Sequen
 
 def train_one(model: nn.Module, x: Tensor, y: Tensor, *, lr: float, steps: int,
               weight_decay: float = 0.0, loss: str = "cross_entropy",
-              batch_size: int | None = None, seed: int = 0) -> float:
+              batch_size: int | None = None, seed: int = 0, draw: int | None = None) -> float:
     """The same update as :func:`train_batched` for a single ordinary model (the reference).
 
-    Returns the last training loss.
+    ``draw``: indices drawn per step, of which the first ``batch_size`` are used (default
+    ``batch_size``); set it to the largest size of a ``train_batched`` run with one batch
+    size per model to reproduce one of its models. Returns the last training loss.
     """
     if steps < 1:
         raise ValueError(f"steps must be positive, got {steps}")
     params = list(model.parameters())
     value = 0.0
-    for idx in _batches(x.shape[0], batch_size, steps, seed, x.device):
+    for idx in _batches(x.shape[0], batch_size, steps, seed, x.device, draw=draw):
         xb = x if idx is None else x[idx]
         yb = y if idx is None else y[idx]
         out = model(xb)[None]  # (1, n, C)
