@@ -42,7 +42,14 @@ def test_time_notebook_runs_a_fresh_kernel(tmp_path):
     nb.cells = [nbformat.v4.new_code_cell("raise ValueError('boom')")]
     bad = tmp_path / "bad.ipynb"
     nbformat.write(nb, bad)
-    assert not bench.time_notebook(bad)["ok"]
+    failed = bench.time_notebook(bad)
+    assert not failed["ok"] and "boom" in failed["error"]
+    nb.cells = [nbformat.v4.new_code_cell("import os\nassert os.environ['OMP_NUM_THREADS'] == '1'")]
+    one = tmp_path / "one.ipynb"
+    nbformat.write(nb, one)
+    assert bench.time_notebook(one, threads=1)["ok"]
+    with pytest.raises(ValueError, match="threads"):
+        bench.time_notebook(one, threads=0)
 
 
 def test_report_format_and_json(tmp_path, monkeypatch):

@@ -147,15 +147,29 @@ def _execute_here(path: Path, timeout: int) -> dict[str, float | bool]:
     return {"seconds": time.perf_counter() - start, "ok": ok, "peak_mb": peak_kb / 1024}
 
 
-def time_notebook(path: Path, timeout: int = 600) -> dict[str, float | str | bool]:
-    """Execute one notebook in a fresh kernel (in a child process); wall time and peak RSS."""
+def time_notebook(path: Path, timeout: int = 600,
+                  threads: int | None = None) -> dict[str, float | str | bool]:
+    """Execute one notebook in a fresh kernel (in a child process); wall time and peak RSS.
+
+    ``threads`` sets the kernel's ``OMP_NUM_THREADS`` (default: inherited). A failed run
+    reports the last line of the child's error output as ``error``.
+    """
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    env = os.environ | {"BOOK_PROGRESS": "0"}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     out = subprocess.run([sys.executable, "-m", "helpers.bench", "--time-notebook", str(path),
-                          "--timeout", str(timeout)], capture_output=True, text=True,
-                         env=os.environ | {"BOOK_PROGRESS": "0"})
+                          "--timeout", str(timeout)], capture_output=True, text=True, env=env)
     lines = out.stdout.strip().splitlines()
     if not lines:
-        return {"notebook": str(path), "seconds": float("nan"), "ok": False, "peak_mb": 0.0}
-    return {"notebook": str(path), **json.loads(lines[-1])}
+        row = {"notebook": str(path), "seconds": float("nan"), "ok": False, "peak_mb": 0.0}
+    else:
+        row = {"notebook": str(path), **json.loads(lines[-1])}
+    if not row["ok"]:
+        errors = out.stderr.strip().splitlines()
+        row["error"] = errors[-1] if errors else "no output"
+    return row
 
 
 def chapter_notebooks(root: Path) -> list[Path]:
@@ -167,7 +181,7 @@ def chapter_notebooks(root: Path) -> list[Path]:
     return [root / f"{f}.ipynb" for f in files if len(Path(f).parts) == 3]
 
 
-def run(root: Path, *, notebooks: bool = True) -> dict:
+def run(root: Path, *, notebooks: bool = True, notebook_threads: int | None = None) -> dict:
     """Measure everything; returns the JSON-ready report."""
     from .config import get_config
 
@@ -180,7 +194,8 @@ def run(root: Path, *, notebooks: bool = True) -> dict:
     }
     report.update(batched_benchmark(device=cfg.device))
     if notebooks:
-        rows = [time_notebook(p) | {"notebook": str(p.relative_to(root))}
+        report["notebook_threads"] = notebook_threads or torch.get_num_threads()
+        rows = [time_notebook(p, threads=notebook_threads) | {"notebook": str(p.relative_to(root))}
                 for p in chapter_notebooks(root)]
         slowest = max(rows, key=lambda r: r["seconds"], default=None)
         report["notebooks"] = rows
@@ -206,9 +221,12 @@ def format_report(report: dict) -> str:
     lines.append(f"batched_flops_fraction   {report['batched_flops_fraction']:.2f} "
                  f"({report['batched_flops_per_s'] / 1e9:.1f} of "
                  f"{report['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s)")
+    if "notebook_threads" in report:
+        lines.append(f"notebooks, one after another, {report['notebook_threads']} thread(s) each:")
     for row in report.get("notebooks", []):
         lines.append(f"  {row['notebook']:<55} {row['seconds']:7.1f} s  "
-                     f"{row['peak_mb']:7.0f} MB  {'ok' if row['ok'] else 'FAILED'}")
+                     f"{row['peak_mb']:7.0f} MB  "
+                     f"{'ok' if row['ok'] else 'FAILED: ' + row.get('error', '')}")
     if "notebooks_total_s" in report:
         lines.append(f"notebooks total          {report['notebooks_total_s']:.1f} s; peak memory "
                      f"of the slowest {report['slowest_notebook_peak_mb']:.0f} MB, largest "
@@ -223,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-notebooks", action="store_true", help="skip the notebook timings")
     parser.add_argument("--publish", action="store_true",
                         help="also copy the report to book/bench.json for the book's appendix")
+    parser.add_argument("--notebook-threads", type=int, default=None,
+                        help="OMP_NUM_THREADS for the notebook kernels (default: inherited)")
     parser.add_argument("--time-notebook", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=int, default=600, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -230,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_execute_here(args.time_notebook, args.timeout)))
         return 0
     root = Path.cwd()
-    report = run(root, notebooks=not args.no_notebooks)
+    report = run(root, notebooks=not args.no_notebooks, notebook_threads=args.notebook_threads)
     print(format_report(report))
     out = root / "_build" / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
