@@ -13,9 +13,11 @@ from helpers.compositional import (
     compositional_target,
     deep_vs_shallow,
     deep_vs_shallow_grid,
+    error_vs_parameters,
     lr_schedule,
     pairing_permutation,
     relative_mse,
+    train_deep_and_shallow,
 )
 from helpers.compositional_models import (
     ShallowNet,
@@ -246,6 +248,22 @@ def test_grid_rows_follow_targets_and_accept_other_targets():
     assert all(r["params_deep"] == 63 and r["params_shallow"] == 61 for r in rows)
     with pytest.raises(TypeError, match="others"):
         deep_vs_shallow_grid(["product"], others={"bad": 3.0}, **tiny)
+
+
+def test_widths_trained_together_match_separate_runs(monkeypatch):
+    """error_vs_parameters trains all widths in one loop; each equals its own run."""
+    monkeypatch.setenv("BOOK_DEVICE", "cpu")
+    tiny = {"reps": 2, "steps": 30, "n_test": 256}
+    torch.set_num_threads(2)
+    curve = error_vs_parameters("product", (2, 3), seed=4, mode="quick", **tiny)
+    assert torch.get_num_threads() == 2  # the loop's single thread is restored afterwards
+    target = compositional_target("product", 8)
+    for i, k in enumerate((2, 3)):
+        alone = train_deep_and_shallow([target], seed=4, budget=budget_for("quick", k=k, **tiny))
+        assert curve["params_deep"][i] == alone["params_deep"]
+        assert curve["params_shallow"][i] == alone["params_shallow"]
+        for key in ("relmse_deep", "relmse_shallow"):
+            torch.testing.assert_close(curve[key][i], alone[key][0], rtol=1e-4, atol=1e-6)
 
 
 def test_draw_tree_labels_leaves_in_target_order():

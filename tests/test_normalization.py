@@ -8,6 +8,11 @@ import torch
 import helpers
 from helpers.normalization import (
     StreamState,
+    _fast_forward,
+    _fast_grads,
+    _forward,
+    _init_params,
+    _norm_spec,
     lp_stats,
     normalize,
     streaming_normalize,
@@ -151,7 +156,61 @@ def test_online_recurrent_smoke(small_digits):
 @pytest.mark.parametrize("kwargs,match", [
     (dict(kind="group"), "kind"), (dict(passes=0), "passes"), (dict(eta=-1.0), "eta"),
     (dict(runs=2, eta=torch.tensor([0.1, 0.1, 0.1])), "eta"), (dict(batch_size=True), "batch"),
+    (dict(runs=2, kind=["none"]), "kind"), (dict(runs=2, kind=["batch", "none"]), "mixed"),
+    (dict(runs=2, p=[1, 2, 2]), "p must"), (dict(runs=2, p=[1, 0.5]), "p must"),
+    (dict(runs=2, kind=["none", "streaming"], hidden=(8,), recurrent_steps=8), "one kind"),
 ])
 def test_train_online_bad_input(small_digits, kwargs, match):
     with pytest.raises(ValueError, match=match):
         train_online(small_digits, **kwargs)
+
+
+def _clone_states(states):
+    return [StreamState(*(t.clone() for t in (s.mu, s.m_p, s.G, s.H, s.Phi)), s.steps,
+                        s.back_steps) for s in states]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("kind,p", [("none", 2.0), ("naive", 2.0), ("streaming", 1.0),
+                                    ("streaming", 2.0), ("streaming", 3.0), ("batch", 2.0),
+                                    ("batch", 1.0)])
+def test_hand_written_gradient_matches_autograd(kind, p, batch):
+    # The fast path's backpropagation by hand against autograd through the reference forward
+    # (float64), over several SGD steps so that the running averages and states evolve too.
+    runs, widths, rate = 2, [5, 4, 3, 3], 0.3
+    gen = torch.Generator().manual_seed(7)
+    params = _init_params(widths, runs, gen, torch.float64, "cpu", 0)
+    ref = [{k: t.clone().requires_grad_() for k, t in layer.items()} for layer in params]
+    states = [StreamState.zeros(runs, n, torch.float64) for n in widths[1:-1]]
+    ref_states = _clone_states(states)
+    spec = _norm_spec([kind] * runs, p, rate, "cpu")
+    names = [(i, k) for i, layer in enumerate(params) for k in layer
+             if k != "gamma" or kind != "none"]
+    for _ in range(6):
+        x = 2 * torch.rand(runs, batch, widths[0], generator=gen, dtype=torch.float64)
+        y = torch.randint(0, widths[-1], (runs, batch), generator=gen)
+        logits, cache = _fast_forward(params, states, x, spec, True)
+        onehot = torch.nn.functional.one_hot(y, widths[-1]).to(torch.float64)
+        fast = _fast_grads(params, states, cache, logits, onehot, spec)
+        out = _forward(ref, ref_states, x, kind, p, rate, True, 0)
+        loss = torch.nn.functional.cross_entropy(out.flatten(0, 1), y.flatten(),
+                                                 reduction="sum") / batch
+        auto = torch.autograd.grad(loss, [ref[i][k] for i, k in names])
+        assert torch.allclose(logits, out, atol=1e-12)
+        for (i, k), g in zip(names, auto, strict=True):
+            assert torch.allclose(fast[i][k], g, atol=1e-10), (i, k)
+            with torch.no_grad():
+                params[i][k] -= 0.5 * fast[i][k]
+                ref[i][k] -= 0.5 * g
+    for s, r in zip(states, ref_states, strict=True):
+        for name in ("mu", "m_p", "G", "H", "Phi"):
+            assert torch.allclose(getattr(s, name), getattr(r, name), atol=1e-10), name
+
+
+def test_per_run_kinds_and_orders_train_like_separate_calls(small_digits):
+    # Run r of a mixed call has the initialisation and sample order of run r of a plain call.
+    kw = dict(hidden=(8,), passes=1, seed=2, runs=3, eta=0.02)
+    mixed = train_online(small_digits, kind=["none", "naive", "streaming"], p=[2, 2, 1], **kw)
+    for r, (kind, p) in enumerate([("none", 2), ("naive", 2), ("streaming", 1)]):
+        alone = train_online(small_digits, kind=kind, p=p, **kw)
+        assert abs(mixed.accuracy[r] - alone.accuracy[r]) < 0.01, (kind, p)

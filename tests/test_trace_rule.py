@@ -5,12 +5,14 @@ import torch
 
 from helpers.trace_rule import (
     foldiak_trace,
+    foldiak_trace_batched,
     invariance_index,
     label_accuracy,
     match_purity,
     template_codes,
     trace_experiment,
     trace_runs,
+    trace_sweep,
     winners,
 )
 from helpers.videos import make_videos
@@ -51,6 +53,56 @@ def test_without_trace_frames_are_not_bound():
     assert not (win == win[:, :1]).all()
 
 
+def _reference_trace(codes, n_units, delta, eta, epochs, seed):
+    """The rule as written in the module docstring, one frame at a time, with plain lists.
+
+    Draws the initial weights and the video order from ``seed`` in the order the module
+    documents: U picked codes, the jitter, then per epoch the directions and the order.
+    """
+    S, T, M = codes.shape
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randint(S * T, (n_units,), generator=gen)
+    jitter = 0.01 * torch.rand(n_units, M, generator=gen, dtype=torch.float64) / M**0.5
+    W = [[codes.reshape(-1, M)[pick[i], j].item() + jitter[i, j].item() for j in range(M)]
+         for i in range(n_units)]
+    rows = codes.tolist()
+    for _ in range(epochs):
+        backwards = (torch.rand(S, generator=gen) < 0.5).tolist()
+        for s in torch.randperm(S, generator=gen).tolist():
+            h, y_bar = [0.0] * n_units, [0.0] * n_units
+            for r in (rows[s][::-1] if backwards[s] else rows[s]):
+                drive = [sum(w * x for w, x in zip(W[i], r, strict=True)) for i in range(n_units)]
+                h = [(1 - delta) * h[i] + delta * drive[i] for i in range(n_units)]
+                win = max(range(n_units), key=h.__getitem__)
+                y_bar = [(1 - delta) * y + (delta if i == win else 0.0)
+                         for i, y in enumerate(y_bar)]
+                W = [[w + eta * y_bar[i] * (x - w) for w, x in zip(W[i], r, strict=True)]
+                     for i in range(n_units)]
+    return torch.tensor(W, dtype=torch.float64)
+
+
+def test_batched_trace_equals_reference_run_by_run():
+    gen = torch.Generator().manual_seed(3)
+    codes = torch.rand(3, 5, 4, 12, generator=gen, dtype=torch.float64)  # (R, S, T, M)
+    codes = codes / codes.norm(dim=-1, keepdim=True)
+    seeds, deltas, etas = [0, 17, 123456], [0.2, 1.0, 0.05], [0.1, 0.3, 0.2]
+    W = foldiak_trace_batched(codes, 3, delta=deltas, eta=etas, epochs=3, seeds=seeds)
+    assert W.shape == (3, 3, 12)
+    for r in range(3):
+        reference = _reference_trace(codes[r], 3, deltas[r], etas[r], 3, seeds[r])
+        assert torch.allclose(W[r], reference, rtol=0, atol=1e-10), r
+        one = foldiak_trace(codes[r], 3, delta=deltas[r], eta=etas[r], epochs=3, seed=seeds[r])
+        assert torch.allclose(W[r], one, rtol=0, atol=1e-10), r
+
+
+def test_batched_trace_shares_codes_across_runs():
+    codes = _one_hot_videos()
+    W = foldiak_trace_batched(codes, 4, delta=0.2, eta=0.2, epochs=5, seeds=[0, 1])
+    for r, seed in enumerate([0, 1]):
+        one = foldiak_trace(codes, 4, delta=0.2, eta=0.2, epochs=5, seed=seed)
+        assert torch.allclose(W[r], one, rtol=0, atol=1e-10)
+
+
 def test_label_accuracy_oracle():
     codes = torch.eye(4, dtype=torch.float64)
     labels = torch.tensor([0, 1, 0, 1])
@@ -82,6 +134,14 @@ def test_bad_input():
         foldiak_trace(codes, 2, delta=0.0, seed=0)
     with pytest.raises(ValueError, match="codes"):
         foldiak_trace(codes[0], 2, delta=0.5, seed=0)
+    with pytest.raises(ValueError, match="delta"):
+        foldiak_trace_batched(codes, 2, delta=[0.5, 1.5], seeds=[0, 1])
+    with pytest.raises(ValueError, match="delta"):
+        foldiak_trace_batched(codes, 2, delta=[0.5, 0.5, 0.5], seeds=[0, 1])
+    with pytest.raises(ValueError, match="codes"):
+        foldiak_trace_batched(codes[None].expand(3, -1, -1, -1), 2, delta=0.5, seeds=[0, 1])
+    with pytest.raises(ValueError, match="seeds"):
+        foldiak_trace_batched(codes, 2, delta=0.5, seeds=[])
     with pytest.raises(ValueError, match="keep"):
         template_codes(torch.ones(2, 3), torch.ones(2, 3), keep=5)
     with pytest.raises(TypeError, match="labelled"):
@@ -97,3 +157,12 @@ def test_smoke_chapter_experiment():
     runs = trace_runs(train, test, 0.5, runs=2, templates="object", keep=3, n_units=6,
                       epochs=4, seed=0)
     assert set(runs) == {"accuracy", "invariance", "purity", "pooling"}
+    one_by_one = [trace_experiment(train, test, 0.5, templates="object", keep=3, n_units=6,
+                                   epochs=4, seed=seed) for seed in (0, 1000)]
+    assert runs["accuracy"] == pytest.approx(sum(r.accuracy for r in one_by_one) / 2)
+    both = trace_sweep(train, test, [{"contrast": 0.0, "delta": 1.0, "n_units": 6},
+                                     {"contrast": 0.5, "templates": "object", "keep": 3,
+                                      "n_units": 6, "epochs": 4}], runs=2, seed=0)
+    assert both[1] == pytest.approx(runs)
+    with pytest.raises(TypeError, match="settings"):
+        trace_sweep(train, test, [{"contrast": 0.0, "eta": 0.5}], runs=1, seed=0)

@@ -26,6 +26,8 @@ def test_layer_term_is_scale_invariant_and_zero_for_dead_layers():
     g = torch.randn(4, 1, 10, dtype=torch.float64)
     assert torch.allclose(hz.zico_from_gradients(g), hz.zico_from_gradients(7.0 * g))
     assert hz.zico_from_gradients(torch.zeros(3, 2, 5)).eq(0).all()
+    # a constant gradient is left out even where its mean over the batches rounds (3 × 0.1)
+    assert hz.zico_from_gradients(torch.full((3, 1, 4), 0.1, dtype=torch.float64)).eq(0).all()
     with pytest.raises(ValueError, match="grads"):
         hz.zico_from_gradients(torch.zeros(1, 2, 5))
 
@@ -69,3 +71,52 @@ def test_search_space_smoke():
     assert res.zico[2] > res.zico[0] and res.zico[3] > res.zico[1]
     with pytest.raises(ValueError, match="budgets"):
         hz.search_space(data.x_train, data.y_train, data.x_test, data.y_test, budgets=(0,))
+
+
+def test_batched_cnns_match_train_one_float64():
+    # the K seeds trained at once take exactly the SGD steps of train_one, seed by seed
+    data = helpers.digits(seed=0)
+    x, y = data.x_train.double(), data.y_train
+    cnn = hz.BatchedCNN(4, 2, [3, 4, 5]).double()
+    hz._he_rescale(cnn.weights)
+    singles = [cnn.model(k) for k in range(3)]
+    for i, steps in enumerate((7, 13)):  # two budgets, each with its own batch stream
+        hz.train_cnns(cnn, x, y, lr=0.1, steps=steps, batch_size=32, seed=i)
+        for m in singles:
+            helpers.train_one(m, x, y, lr=0.1, steps=steps, batch_size=32, seed=i)
+    for k, m in enumerate(singles):
+        start = hz.SmallCNN(4, 2, seed=3 + k).double()
+        moved = max((p - q).abs().max().item()
+                    for p, q in zip(m.parameters(), start.parameters(), strict=True))
+        diff = max((p - q).abs().max().item()
+                   for p, q in zip(m.parameters(), cnn.model(k).parameters(), strict=True))
+        assert moved > 1e-3, f"model {k} did not train (moved {moved:.2e})"
+        assert diff < 1e-8, f"model {k}: batched and one-by-one differ by {diff:.2e}"
+
+
+def test_batched_cnn_forward_and_zico_match_small_cnns():
+    data = helpers.digits(seed=0)
+    seeds = [0, 7]
+    cnn = hz.BatchedCNN(8, 2, seeds)
+    out = cnn(data.x_test[:5])
+    assert out.shape == (2, 5, 10)
+    for k, s in enumerate(seeds):
+        assert torch.allclose(out[k], hz.SmallCNN(8, 2, seed=s)(data.x_test[:5]), atol=1e-5)
+    batched = hz.zico_batched(cnn, data.x_train, data.y_train, seed=1)
+    single = [hz.zico_score(hz.SmallCNN(8, 2, seed=s), data.x_train, data.y_train, seed=1)
+              for s in seeds]
+    assert torch.allclose(batched, torch.tensor(single, dtype=torch.float64), atol=1e-4)
+    assert hz.n_parameters(cnn) == 2 * hz.n_parameters(hz.SmallCNN(8, 2))
+
+
+def test_batched_cnn_errors():
+    cnn = hz.BatchedCNN(4, 2, [0, 1])
+    with pytest.raises(ValueError, match="x must be"):
+        cnn(torch.zeros(3, 8, 8))
+    with pytest.raises(ValueError, match="seeds"):
+        hz.BatchedCNN(4, 2, [])
+    with pytest.raises(ValueError, match="steps"):
+        hz.train_cnns(cnn, torch.zeros(4, 64), torch.zeros(4, dtype=torch.long), lr=0.1, steps=0)
+    with pytest.raises(TypeError, match="BatchedCNN"):
+        hz.train_cnns(hz.SmallCNN(4), torch.zeros(4, 64), torch.zeros(4, dtype=torch.long),
+                      lr=0.1, steps=1)

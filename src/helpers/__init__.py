@@ -57,7 +57,7 @@ from .capacity import arrangement_regions, capacity_formula, cover_count, lp_sep
 from .monotone import best_monotone_accuracy, init_mlps, monotonicity_violations, ordered_pairs, train_classifiers  # noqa: E501, F401
 from .compression import Compressed, compress, descriptors, huffman_bits, huffman_lengths, kmeans_quantize, magnitude_mask, retrieval_map, tradeoff, uniform_quantize  # noqa: E501, F401
 from .isoperimetry import ErrorSet, cdf_gap, error_sets, isoperimetric_cdf, isoperimetric_distance, line_search_distance, linear_error_distance, noise_error_rate  # noqa: E501, F401
-from .zico import SearchResult, SmallCNN, n_parameters, search_space, zico_batched, zico_from_gradients, zico_score  # noqa: E501, F401
+from .zico import BatchedCNN, SearchResult, SmallCNN, n_parameters, search_space, train_cnns, zico_batched, zico_from_gradients, zico_score  # noqa: E501, F401
 from .information_flow import MIEstimate, NoisyTanhNet, binned_entropy, clustered_centres, mixture_mi  # noqa: E501, F401
 from .semiparametric import NuisanceConfig, Simulation, aipw, coverage, cross_fit, difference_in_means, simulate  # noqa: E501, F401
 from .conditioning import forward as conditioning_forward, kronecker_hessian, layer_line_losses, log10_condition, random_weights, third_difference  # noqa: E501, F401
@@ -65,7 +65,7 @@ from .polynomial_relu import PolyReLU, eval_polynomial, filter_normalised_direct
 from .sublevel_paths import ConstructedPath, OneHidden, constructed_path, half_mse, hidden_features, lstsq_readout, mirrored_endpoint, network_loss, straight_line_losses  # noqa: E501, F401
 from .teacher_student import StudentRun, Teacher, batch_norm_train, best_correlations, bn_projected_gradient, eps_leak, make_teacher, relu_nodes, train_students  # noqa: E501, F401
 from .videos import CLUTTER_KINDS, Videos, backgrounds, cluttered, frame_table, make_videos, object_templates  # noqa: E501, F401
-from .trace_rule import TraceResult, foldiak_trace, invariance_index, label_accuracy, match_purity, template_codes, trace_experiment, trace_runs, winners  # noqa: E501, F401
+from .trace_rule import TraceResult, foldiak_trace, foldiak_trace_batched, invariance_index, label_accuracy, match_purity, template_codes, trace_experiment, trace_runs, trace_sweep, winners  # noqa: E501, F401
 from .neural_collapse import batched_hidden_features, class_means, conv_toeplitz, entropy_rank, etf_deviation, nc1, simplex_etf_gram, weight_decay_unrolled  # noqa: E501, F401
 from .greedy import accuracy as greedy_accuracy, aux_head, conv_block, freeze, linear_probe, mlp_block, stage_features, train_end_to_end, train_greedy, two_spirals  # noqa: E501, F401
 from .spectra import PowerLawFit, count_spikes, esd, fit_power_law, mp_cdf, mp_density, mp_edges, mp_ks, pareto_matrix  # noqa: E501, F401

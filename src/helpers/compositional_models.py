@@ -79,6 +79,22 @@ def _activation(activation: str) -> Callable[[torch.Tensor], torch.Tensor]:
     return ACTIVATIONS[activation]
 
 
+def _batched_affine(weight: torch.Tensor, inputs: torch.Tensor,
+                    bias: torch.Tensor) -> torch.Tensor:
+    """weight @ inputs + bias for stacks of matrices, as one ``torch.baddbmm``.
+
+    ``weight`` (..., r, c), ``inputs`` (..., c, B) and ``bias`` (..., r, 1) broadcast over their
+    leading dimensions; the result is the contiguous (..., r, B), samples last.
+    """
+    batch = torch.broadcast_shapes(weight.shape[:-2], inputs.shape[:-2], bias.shape[:-2])
+
+    def stack(t: torch.Tensor) -> torch.Tensor:
+        return t.expand(*batch, *t.shape[-2:]).reshape(-1, *t.shape[-2:])
+
+    out = torch.baddbmm(stack(bias), stack(weight), stack(inputs))
+    return out.view(*batch, *out.shape[-2:])
+
+
 class _Batched(nn.Module):
     """Shared machinery: optional leading model axis, PyTorch-default uniform initialisation."""
 
@@ -122,7 +138,9 @@ class TreeNet(_Batched):
 
     Level ℓ (ℓ = 1 … L) has n / 2^ℓ nodes, whose weights are stored together, shapes
     ``w1: (n_models?, nodes, 2, k)``, ``b1: (…, nodes, k)``, ``w2: (…, nodes, k)``,
-    ``b2: (…, nodes)``, and computed by one batched product per level (no loop over nodes).
+    ``b2: (…, nodes)``, and computed by one batched product per level (no loop over nodes):
+    a node's output layer and its parent's input layer, with no σ between them, are merged
+    into one affine map of the children's hidden units (``_parent_affine``).
 
     Args:
         n_inputs: n, a power of 2.
@@ -150,16 +168,33 @@ class TreeNet(_Batched):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x, self.n_inputs)
-        # Activations are laid out (..., nodes, B, ·) so that ``@`` is the batched product
-        # einsum("...nbj,...njk->...nbk"): one call per level, every node at once.
-        z = x.unflatten(-1, (self.n_inputs // 2, 2)).transpose(-3, -2)  # (..., n/2, B, 2)
-        for lv in range(self.levels):
-            hidden = self._act(z @ self.w1[lv] + self.b1[lv].unsqueeze(-2))  # (..., m, B, k)
-            out = (hidden @ self.w2[lv].unsqueeze(-1)).squeeze(-1)  # (..., m, B)
-            out = out + self.b2[lv].unsqueeze(-1)
-            if lv < self.levels - 1:  # siblings 2j, 2j+1 become the next level's pair j
-                z = out.unflatten(-2, (out.shape[-2] // 2, 2)).transpose(-1, -2)
-        return out[..., 0, :]
+        # Activations are laid out (..., nodes, features, B), samples last, so every product
+        # is one contiguous batched matmul and the activation's backward runs on contiguous
+        # tensors. Level 1: H = σ(W1ᵀ Z + b1) for all its nodes at once, Z: (..., n/2, 2, B).
+        z = x.transpose(-1, -2).unflatten(-2, (self.n_inputs // 2, 2))  # (..., n/2, 2, B)
+        hidden = self._act(_batched_affine(self.w1[0].transpose(-1, -2), z,
+                                           self.b1[0].unsqueeze(-1)))  # (..., m, k, B)
+        for lv in range(1, self.levels):
+            weight, bias = self._parent_affine(lv)
+            # The children 2p, 2p+1 of parent p are adjacent: (..., m, k, B) → (..., m/2, 2k, B).
+            children = hidden.unflatten(-3, (hidden.shape[-3] // 2, 2)).flatten(-3, -2)
+            hidden = self._act(_batched_affine(weight, children, bias.unsqueeze(-1)))
+        out = _batched_affine(self.w2[-1].unsqueeze(-2), hidden,
+                              self.b2[-1][..., None, None])  # (..., 1, 1, B)
+        return out[..., 0, 0, :]
+
+    def _parent_affine(self, lv: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Level ``lv``'s pre-activations as one affine map of its children's hidden units.
+
+        No σ lies between a child's output o_c = ⟨w2_c, h_c⟩ + b2_c and its parent's
+        pre-activation u = Σ_c W1[c]·o_c + b1, so u = C [h_0; h_1] + (b1 + Σ_c W1[c] b2_c)
+        with C[:, c·k + j] = W1[c] w2_c[j]: returns C (..., m, k, 2k) and the bias (..., m, k).
+        """
+        w1, b1 = self.w1[lv], self.b1[lv]  # (..., m, 2, k), (..., m, k)
+        w2 = self.w2[lv - 1].unflatten(-2, (w1.shape[-3], 2))  # (..., m, 2, k): children c
+        b2 = self.b2[lv - 1].unflatten(-1, (w1.shape[-3], 2))  # (..., m, 2)
+        weight = (w1.transpose(-1, -2).unsqueeze(-1) * w2.unsqueeze(-3)).flatten(-2)
+        return weight, b1 + (w1 * b2.unsqueeze(-1)).sum(-2)
 
 
 class ShallowNet(_Batched):
@@ -189,8 +224,11 @@ class ShallowNet(_Batched):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x, self.n_inputs)
-        hidden = self._act(x @ self.w + self.b.unsqueeze(-2))  # (..., B, W)
-        return (hidden @ self.v.unsqueeze(-1)).squeeze(-1) + self.c.unsqueeze(-1)  # (..., B)
+        # Samples last, as in TreeNet: H = σ(Wᵀ xᵀ + b) of shape (..., W, B), out = vᵀ H + c.
+        hidden = self._act(_batched_affine(self.w.transpose(-1, -2), x.transpose(-1, -2),
+                                           self.b.unsqueeze(-1)))  # (..., W, B)
+        out = _batched_affine(self.v.unsqueeze(-2), hidden, self.c[..., None, None])
+        return out[..., 0, :]  # (..., B)
 
 
 def draw_tree(ax, n_inputs: int = 8, pairing: str | Sequence[int] = "matched",

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.func import jacrev, vmap
+from torch.func import jacfwd, vmap
 
 
 def _check_positive_ints(name: str, values: Sequence[int]) -> list[int]:
@@ -99,13 +99,17 @@ class EncoderDecoder1d(nn.Module):
 
 
 def jacobians(f: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """J(x_b) = ∂f/∂x at each row of x (B, n), by ``torch.func.vmap(jacrev(f))``: (B, n, n).
+    """J(x_b) = ∂f/∂x at each row of x (B, n), by ``torch.func.vmap(jacfwd(f))``: (B, n, n).
 
+    Forward mode pushes the n basis tangents e_j through the network, J(x) e_j = jvp; for the
+    square Jacobians here it costs the same as reverse mode, but the batched convolutions of
+    its tangents stay one large product, whereas the vmapped convolution backward of
+    ``jacrev`` splits into per-sample kernels (about 30 times slower on two CPU threads).
     Detached from the parameters' autograd graph (the Jacobian is data, not a loss).
     """
     if x.dim() != 2:
         raise ValueError(f"x must have shape (B, n), got {tuple(x.shape)}")
-    return vmap(jacrev(f))(x).detach()
+    return vmap(jacfwd(f))(x).detach()
 
 
 def frame_expansion_error(f: nn.Module, x: torch.Tensor) -> float:

@@ -154,10 +154,11 @@ def _init_params(widths: list[int], runs: int, gen: torch.Generator, dtype: torc
                  device: torch.device | str, steps: int) -> list[dict[str, torch.Tensor]]:
     def he(a: int, b: int, gain: float = 2.0) -> torch.Tensor:
         w = torch.randn(runs, a, b, generator=gen, dtype=dtype) * (gain / a) ** 0.5
-        return w.to(device).requires_grad_()
+        return w.to(device).requires_grad_(bool(steps))
 
     def const(value: float, b: int) -> torch.Tensor:
-        return torch.full((runs, 1, b), value, dtype=dtype, device=device, requires_grad=True)
+        return torch.full((runs, 1, b), value, dtype=dtype, device=device,
+                          requires_grad=bool(steps))
 
     if steps:  # recurrent: input chunk → hidden (W), hidden → hidden (V), then readout
         d, n, k = widths
@@ -184,6 +185,7 @@ def _norm(z, st, kind, p, rate, training):  # noqa: ANN001, ANN202
 
 
 def _forward(params, states, x, kind, p, rate, training, steps):  # noqa: ANN001, ANN202
+    """Autograd forward (the reference implementation, and the recurrent network's)."""
     if steps:  # h_{t+1} = relu(γ N(x_t W + h_t V) + β), one N (one state) for every t
         layer, h = params[0], None
         for x_t in x.chunk(steps, dim=-1):
@@ -199,7 +201,170 @@ def _forward(params, states, x, kind, p, rate, training, steps):  # noqa: ANN001
     return torch.bmm(h, params[-1]["W"]) + params[-1]["beta"]  # (R, B, classes)
 
 
-def train_online(split, *, kind: str = "streaming", p: float = 2.0,  # noqa: ANN001
+@dataclass
+class _NormSpec:
+    """How the hidden layers of R feedforward runs normalise, for the hand-written gradient.
+
+    Either every run uses batch statistics (``batch``), or each run uses running statistics
+    with its own kind among none / naive / streaming; a mask is None when all runs agree.
+    """
+
+    p: float | torch.Tensor  # order of σ_p: one number, or (R, 1, 1) per run
+    rate: float  # window α of the running averages
+    batch: bool  # batch statistics (every run)
+    any_norm: bool  # some run normalises (kind != "none")
+    any_stream: bool  # some run uses the streaming backward
+    normed: torch.Tensor | None  # (R, 1, 1) bool, run normalises; None: all or none do
+    stream: torch.Tensor | None  # (R, 1, 1) bool, streaming backward; None: all or none
+
+
+def _norm_spec(kinds: list[str], p: float | torch.Tensor, rate: float,
+               device: torch.device | str) -> _NormSpec:
+    def mask(keep: list[bool]) -> torch.Tensor | None:
+        if all(keep) or not any(keep):
+            return None
+        return torch.tensor(keep, device=device).view(-1, 1, 1)
+
+    normed, stream = [k != "none" for k in kinds], [k == "streaming" for k in kinds]
+    return _NormSpec(p, rate, kinds[0] == "batch", any(normed), any(stream), mask(normed),
+                     mask(stream))
+
+
+def _mean_b(t: torch.Tensor) -> torch.Tensor:
+    """Mean over the samples of a step, dim 1 (keepdim); with one sample, t itself."""
+    return t if t.shape[1] == 1 else t.mean(1, keepdim=True)
+
+
+def _sum_b(t: torch.Tensor) -> torch.Tensor:
+    """Sum over the samples of a step, dim 1 (keepdim); with one sample, t itself."""
+    return t if t.shape[1] == 1 else t.sum(1, keepdim=True)
+
+
+def _abs_pow(d: torch.Tensor, p: float | torch.Tensor) -> torch.Tensor:
+    """|d|^p (p one number or a per-run tensor)."""
+    if isinstance(p, float) and p in (1, 2):
+        return d.abs() if p == 1 else d.square()
+    return d.abs().pow(p)
+
+
+def _phi(u: torch.Tensor, p: float | torch.Tensor) -> torch.Tensor:
+    """φ_p(u) = sign(u)|u|^{p−1}, the derivative of |u|^p / p."""
+    if isinstance(p, float) and p in (1, 2):
+        return u.sign() if p == 1 else u
+    return u.sign() * u.abs().pow(p - 1)
+
+
+def _outer_sum(h: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Σ_b h_bᵀ g_b, (R, a, n), the weight gradient; one sample: an outer product (faster)."""
+    return h.mT * g if h.shape[1] == 1 else torch.bmm(h.mT, g)
+
+
+def _fast_norm(z: torch.Tensor, st: StreamState, spec: _NormSpec, training: bool,
+               eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """u = N(z) and its scale s as in ``_norm`` (no autograd); updates the running statistics."""
+    if not spec.any_norm:
+        return z, None
+    inv_p = 1 / spec.p
+    if spec.batch and training:
+        mu = _mean_b(z)
+        d = z - mu
+        m_p = _mean_b(_abs_pow(d, spec.p))
+        st.steps += 1
+        st.mu.lerp_(mu, max(spec.rate, 1 / st.steps))
+        st.m_p.lerp_(m_p, max(spec.rate, 1 / st.steps))
+        s = (m_p + eps).pow(inv_p)
+        return d / s, s
+    if training:
+        st.steps += 1
+        a = max(spec.rate, 1.0 / st.steps)
+        st.mu.lerp_(_mean_b(z), a)
+    d = z - st.mu
+    if training:
+        st.m_p.lerp_(_mean_b(_abs_pow(d, spec.p)), a)
+    s = (st.m_p + eps).pow(inv_p)
+    if spec.normed is not None:  # unnormalised runs: u = z exactly, s = 1
+        d, s = torch.where(spec.normed, d, z), torch.where(spec.normed, s, 1.0)
+    return d / s, s
+
+
+def _fast_forward(params: list[dict[str, torch.Tensor]], states: list[StreamState],
+                  x: torch.Tensor, spec: _NormSpec, training: bool
+                  ) -> tuple[torch.Tensor, list[tuple]]:
+    """Logits (R, B, classes) of the feedforward net and, per hidden layer, (h_in, u, s, h)."""
+    h, cache = x, []
+    for layer, st in zip(params[:-1], states, strict=True):
+        u, s = _fast_norm(torch.bmm(h, layer["W"]), st, spec, training)  # (R, B, n)
+        out = torch.relu(torch.addcmul(layer["beta"], layer["gamma"], u) if spec.any_norm
+                         else u + layer["beta"])
+        cache.append((h, u, s, out))
+        h = out
+    return torch.baddbmm(params[-1]["beta"], h, params[-1]["W"]), cache
+
+
+def _norm_backward(g: torch.Tensor, u: torch.Tensor, s: torch.Tensor, st: StreamState,
+                   spec: _NormSpec) -> torch.Tensor:
+    """∂L/∂z = (g − G − H(φ_p(u) − Φ))/s: batch means (batch), running ones (streaming), G = H
+    = 0 (naive); the state's G, H, Φ are updated as in ``_StreamingBackward``."""
+    if spec.batch:
+        phi = _phi(u, spec.p)
+        return (g - _mean_b(g) - _mean_b(g * u) * (phi - _mean_b(phi))) / s
+    if not spec.any_stream:
+        return g / s
+    st.back_steps += 1
+    a = max(spec.rate, 1.0 / st.back_steps)
+    phi = _phi(u, spec.p)
+    st.G.lerp_(_mean_b(g), a)
+    st.H.lerp_(_mean_b(g * u), a)
+    st.Phi.lerp_(_mean_b(phi), a)
+    dz = g - st.G - st.H * (phi - st.Phi)
+    return (dz if spec.stream is None else torch.where(spec.stream, dz, g)) / s
+
+
+def _fast_grads(params: list[dict[str, torch.Tensor]], states: list[StreamState],
+                cache: list[tuple], logits: torch.Tensor, onehot: torch.Tensor,
+                spec: _NormSpec) -> list[dict[str, torch.Tensor]]:
+    """Gradients of Σ cross-entropy / B by hand (backpropagation through ``_fast_forward``)."""
+    g = (torch.softmax(logits, -1) - onehot) / logits.shape[1]  # ∂L/∂logits, (R, B, classes)
+    grads = [{"W": _outer_sum(cache[-1][3], g), "beta": _sum_b(g)}]
+    dh = torch.bmm(g, params[-1]["W"].mT)
+    for i in reversed(range(len(cache))):
+        (h_in, u, s, out), layer = cache[i], params[i]
+        dy = torch.where(out > 0, dh, 0.0)  # through the ReLU
+        gl = {"beta": _sum_b(dy)}
+        if spec.any_norm:
+            g_gamma = _sum_b(dy * u)
+            gl["gamma"] = g_gamma if spec.normed is None else torch.where(spec.normed, g_gamma, 0.0)
+            dy = _norm_backward(dy * layer["gamma"], u, s, states[i], spec)
+        gl["W"] = _outer_sum(h_in, dy)
+        if i:
+            dh = torch.bmm(dy, layer["W"].mT)
+        grads.append({name: gl[name] for name in layer if name in gl})  # params' order
+    return grads[::-1]
+
+
+def _check_kinds(kind: str | list[str] | tuple[str, ...], runs: int) -> list[str]:
+    kinds = [kind] * runs if isinstance(kind, str) else list(kind)
+    if len(kinds) != runs or any(k not in KINDS for k in kinds):
+        raise ValueError(f"kind must be one of {KINDS} or one per run ({runs}), got {kind!r}")
+    if "batch" in kinds and len(set(kinds)) > 1:
+        raise ValueError(f"kind 'batch' cannot be mixed with other kinds, got {kind!r}")
+    return kinds
+
+
+def _check_p_runs(p: float | list[float] | torch.Tensor, runs: int, dtype: torch.dtype,
+                  device: torch.device | str) -> float | torch.Tensor:
+    if isinstance(p, int | float) and not isinstance(p, bool):
+        return _check_p(p)
+    values = [_check_p(v) for v in torch.as_tensor(p).flatten().tolist()]
+    if len(values) != runs:
+        raise ValueError(f"p must be one number or one per run ({runs}), got {len(values)}")
+    if len(set(values)) == 1:
+        return values[0]
+    return torch.tensor(values, dtype=dtype, device=device).view(-1, 1, 1)
+
+
+def train_online(split, *, kind: str | list[str] = "streaming",  # noqa: ANN001
+                 p: float | list[float] | torch.Tensor = 2.0,
                  hidden: tuple[int, ...] = (64, 64), eta: float | torch.Tensor = 0.05,
                  passes: int = 1,
                  batch_size: int = 1, runs: int = 4, rate: float = 0.01, seed: int = 0,
@@ -210,32 +375,38 @@ def train_online(split, *, kind: str = "streaming", p: float = 2.0,  # noqa: ANN
     Each hidden layer computes h = relu(γ·N(hW) + β), N chosen by ``kind``: ``"none"``
     (N(z) = z, γ = 1), ``"batch"`` (batch statistics, exact gradient; running statistics at
     test time), ``"streaming"`` (:func:`streaming_normalize`) or ``"naive"`` (streaming forward,
-    statistics treated as constants backward). With ``recurrent_steps`` = S > 0 the network is
+    statistics treated as constants backward). ``kind`` may also list one kind per run (none,
+    naive and streaming mix; batch does not), and ``p`` one order per run, so that several
+    variants train as one batched model. The gradient of the feedforward network is written
+    out by hand (the same formulas as autograd's, tested against it), which avoids building a
+    graph for every one-sample step. With ``recurrent_steps`` = S > 0 the network is
     instead a recurrent one reading each input as S chunks (an 8×8 digit row by row),
     h_{t+1} = relu(γ N(x_t W + h_t V) + β) with one hidden layer ``hidden[0]`` whose
-    normalisation statistics are shared over the time steps. ``eta`` is one step size or one
+    normalisation statistics are shared over the time steps (one kind and one p, autograd).
+    ``eta`` is one step size or one
     per run, decayed linearly to zero over training when ``anneal`` (the usual schedule for SGD
     with one sample per step, whose gradient noise otherwise sets an accuracy floor). Each run
     draws its own initialisation and sample order from ``seed``. ``checkpoints`` > 0 records
     the test accuracy that many times during training.
     Chapter "Streaming normalisation" {liao2016streaming}.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    p = _check_p(p)
     for name, v in (("passes", passes), ("batch_size", batch_size), ("runs", runs)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    kinds = _check_kinds(kind, runs)
     x, y, dev = split.x_train, split.y_train, split.x_train.device
+    p = _check_p_runs(p, runs, x.dtype, dev)
     eta = torch.as_tensor(eta, dtype=x.dtype, device=dev).flatten()
     if not (eta > 0).all() or eta.numel() not in (1, runs):
         raise ValueError(f"eta must be positive, one value or one per run, got {eta.tolist()}")
     eta = eta.expand(runs)
     gen = torch.Generator().manual_seed(seed)
     widths = [x.shape[1], *hidden, split.n_classes]
-    if recurrent_steps and (len(hidden) != 1 or x.shape[1] % recurrent_steps):
-        raise ValueError(f"recurrent_steps={recurrent_steps} needs one hidden layer and an input "
-                         f"size divisible by it, got hidden={hidden}, d={x.shape[1]}")
+    if recurrent_steps and (len(hidden) != 1 or x.shape[1] % recurrent_steps
+                            or len(set(kinds)) > 1 or not isinstance(p, float)):
+        raise ValueError(f"recurrent_steps={recurrent_steps} needs one hidden layer, an input "
+                         f"size divisible by it, one kind and one p, got hidden={hidden}, "
+                         f"d={x.shape[1]}, kind={kind!r}")
     params = _init_params(widths, runs, gen, x.dtype, dev, recurrent_steps)
     states = [StreamState.zeros(runs, n, x.dtype, dev) for n in hidden]
     steps = passes * (len(x) // batch_size)
@@ -243,26 +414,38 @@ def train_online(split, *, kind: str = "streaming", p: float = 2.0,  # noqa: ANN
                                     for _ in range(runs)])[:, :len(x) // batch_size * batch_size]
                        for _ in range(passes)], 1).view(runs, steps, batch_size).to(dev)
     every = max(steps // checkpoints, 1) if checkpoints else 0
-    flat = [t for layer in params for name, t in layer.items()
-            if not (name == "gamma" and kind == "none")]
+    spec = _norm_spec(kinds, p, rate, dev)
+    trained = [t for layer in params for name, t in layer.items()
+               if name != "gamma" or spec.any_norm]
+    onehot = torch.nn.functional.one_hot(y, split.n_classes).to(x.dtype)  # (N, classes)
+    frac = torch.arange(steps, dtype=torch.float64) / steps if anneal else torch.zeros(steps)
+    # −η_r (1 − t/steps) for every step t and run r: (steps, R, 1, 1)
+    minus_step = ((frac.to(dev)[:, None] - 1) * eta[None].to(torch.float64)).to(x.dtype)
+    minus_step = minus_step.view(steps, runs, 1, 1).unbind(0)
     seen, curve = [], []
 
     def test_accuracy() -> torch.Tensor:
         with torch.no_grad():
             xt = split.x_test.expand(runs, *split.x_test.shape)
-            out = _forward(params, states, xt, kind, p, rate, False, recurrent_steps)
+            if recurrent_steps:
+                out = _forward(params, states, xt, kinds[0], p, rate, False, recurrent_steps)
+            else:
+                out = _fast_forward(params, states, xt, spec, False)[0]
             return (out.argmax(-1) == split.y_test).to(torch.float64).mean(1)
 
-    for t in range(steps):
-        idx = order[:, t]  # (R, B)
-        logits = _forward(params, states, x[idx], kind, p, rate, True, recurrent_steps)
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y[idx].flatten(),
-                                                 reduction="sum") / batch_size
-        grads = torch.autograd.grad(loss, flat)
-        step = eta * (1 - t / steps) if anneal else eta
+    for t, idx in enumerate(order.unbind(1)):  # idx: (R, B)
+        if recurrent_steps:
+            logits = _forward(params, states, x[idx], kinds[0], p, rate, True, recurrent_steps)
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y[idx].flatten(),
+                                                     reduction="sum") / batch_size
+            grads = torch.autograd.grad(loss, trained)
+        else:
+            logits, cache = _fast_forward(params, states, x[idx], spec, True)
+            grads = [g for gl in _fast_grads(params, states, cache, logits, onehot[idx], spec)
+                     for g in gl.values()]
         with torch.no_grad():
-            for w, g in zip(flat, grads, strict=True):
-                w -= step.view(-1, *[1] * (g.dim() - 1)) * g
+            for w, g in zip(trained, grads, strict=True):
+                w.addcmul_(g, minus_step[t])
         if every and ((t + 1) % every == 0 or t + 1 == steps):
             seen.append((t + 1) * batch_size)
             curve.append(test_accuracy())

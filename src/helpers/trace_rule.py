@@ -21,10 +21,13 @@ Introduced in the chapter "Temporal association and clutter".
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from .progress import progress
 from .videos import Videos, cluttered, frame_table, object_templates
 
 Tensor = torch.Tensor
@@ -53,7 +56,11 @@ def template_codes(frames: Tensor, templates: Tensor, *, keep: int) -> Tensor:
     Frames may have any leading shape; images are flattened over their last two axes
     when ``frames`` and ``templates`` have the same trailing image shape.
     """
-    s = _cosines(frames, templates)  # (..., M)
+    return _top_codes(_cosines(frames, templates), keep)
+
+
+def _top_codes(s: Tensor, keep: int) -> Tensor:
+    """top_keep(s) / ‖top_keep(s)‖ along the last axis of the cosines s (..., M)."""
     _check_int("keep", keep, 1)
     if keep > s.shape[-1]:
         raise ValueError(f"keep must be at most the number of templates, got {keep}")
@@ -103,6 +110,89 @@ def foldiak_trace(codes: Tensor, n_units: int, *, delta: float, eta: float = 0.1
                 y_bar = (1 - delta) * y_bar
                 y_bar[h.argmax()] += delta
                 W += eta * y_bar[:, None] * (r - W)
+    return W
+
+
+def _draws(seed: int, S: int, T: int, M: int, n_units: int, epochs: int,
+           dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """One run's random choices, drawn from ``seed`` in the order :func:`foldiak_trace` draws them.
+
+    Returns the picked initial codes (U,), the jitter (U, M) and the frames played, as flat
+    indices s·T + t into the run's codes, (epochs·S, T): videos in each epoch's order, each
+    forwards or backwards.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    pick = torch.randint(S * T, (n_units,), generator=gen)
+    jitter = 0.01 * torch.rand(n_units, M, generator=gen, dtype=dtype) / M**0.5
+    t, played = torch.arange(T), []
+    for _ in range(epochs):
+        backwards = torch.rand(S, generator=gen) < 0.5
+        order = torch.randperm(S, generator=gen)
+        played.append(order[:, None] * T + torch.where(backwards[order, None], T - 1 - t, t))
+    return pick, jitter, torch.cat(played)
+
+
+def _per_run(name: str, value, R: int, codes: Tensor) -> Tensor:
+    """A rate given once or once per run, as an (R, 1) tensor in (0, 1]."""
+    rate = torch.as_tensor(value, dtype=codes.dtype).flatten()
+    if rate.numel() not in (1, R):
+        raise ValueError(f"{name} must be one value or one per run ({R}), got {rate.numel()}")
+    if not ((rate > 0) & (rate <= 1)).all():
+        raise ValueError(f"{name} must lie in (0, 1], got {value!r}")
+    return rate.expand(R).to(codes.device)[:, None]
+
+
+def foldiak_trace_batched(codes: Tensor, n_units: int, *, delta: float | Sequence[float],
+                          eta: float | Sequence[float] = 0.1, epochs: int = 10,
+                          seeds: Sequence[int]) -> Tensor:
+    """R independent runs of :func:`foldiak_trace`, trained together with a leading run axis.
+
+    Every step updates all runs at once: h ← (1 − δ) h + δ W r by a batched matrix product,
+    the winner's trace ȳ[argmax h] += δ by a scatter over runs, and W ← W + η ȳ (r − W). Run r
+    draws its initial weights, video order and directions from ``seeds[r]`` exactly as
+    :func:`foldiak_trace` does, so ``foldiak_trace_batched(codes, U, delta=δ,
+    seeds=s)[r]`` equals ``foldiak_trace(codes[r], U, delta=δ[r], seed=s[r])`` to rounding.
+
+    Args:
+        codes: (R, S, T, M) codes of each run, or (S, T, M) shared by all runs.
+        n_units: U, the number of second-layer units.
+        delta: trace rate δ in (0, 1], one value or one per run.
+        eta: learning rate η in (0, 1], one value or one per run.
+        epochs: passes over the videos.
+        seeds: one seed per run; R = len(seeds).
+
+    Returns:
+        W: (R, U, M) the learned weights, on the device of ``codes``.
+    """
+    seeds = [int(s) for s in seeds]
+    R = len(seeds)
+    if R < 1:
+        raise ValueError("seeds must name at least one run")
+    if codes.ndim == 3:
+        codes = codes.expand(R, *codes.shape)
+    if codes.ndim != 4 or codes.shape[0] != R:
+        raise ValueError(f"codes must have shape (R, S, T, M) with R = len(seeds) = {R}, or "
+                         f"(S, T, M), got {tuple(codes.shape)}")
+    _check_int("n_units", n_units, 1)
+    _check_int("epochs", epochs, 1)
+    delta, eta = _per_run("delta", delta, R, codes), _per_run("eta", eta, R, codes)  # (R, 1)
+    _, S, T, M = codes.shape
+    draws = [_draws(s, S, T, M, n_units, epochs, codes.dtype) for s in seeds]
+    pick, jitter, played = (torch.stack(d).to(codes.device) for d in zip(*draws, strict=True))
+    flat = codes.reshape(R, S * T, M)
+    runs = torch.arange(R, device=codes.device)[:, None]
+    W = flat[runs, pick] + jitter  # (R, U, M)
+    fade = 1 - delta  # (R, 1)
+    for v in progress(range(played.shape[1]), desc="trace rule"):
+        video = flat[runs, played[:, v]]  # (R, T, M): the v-th video of every run
+        h = torch.zeros(R, n_units, dtype=codes.dtype, device=codes.device)
+        y_bar = torch.zeros_like(h)
+        for t in range(T):
+            r = video[:, t, None, :]  # (R, 1, M)
+            h = fade * h + delta * torch.bmm(r, W.transpose(1, 2))[:, 0]  # (R, U)
+            y_bar = fade * y_bar
+            y_bar.scatter_add_(1, h.argmax(1, keepdim=True), delta)  # each run's winner
+            W.lerp_(r, (eta * y_bar)[:, :, None])  # W + η ȳ (r − W), row by row
     return W
 
 
@@ -163,6 +253,39 @@ class TraceResult:
     W: Tensor  # (U, M) learned weights
 
 
+EXPERIMENT_DEFAULTS: dict[str, Any] = {"templates": "whole", "delta": 0.2, "keep": 6,
+                                       "n_units": 10, "epochs": 15, "kind": "patches"}
+
+
+def _coded(train: Videos, test: Videos, contrast: float, *, templates: str, keep: int,
+           kind: str, seed: int) -> dict[str, Any]:
+    """One run's inputs: clutter, template layer, training codes (S, P, M), test codes (N, M),
+    and the accuracy of pooling by identity (which needs no learning)."""
+    if templates not in ("whole", "object"):
+        raise ValueError(f"templates must be 'whole' or 'object', got {templates!r}")
+    x_train = cluttered(train, contrast, kind=kind, seed=seed + 1)  # (S, P, H, W)
+    x_test = cluttered(test, contrast, kind=kind, seed=seed + 2)
+    stored = x_train if templates == "whole" else object_templates(train)
+    t_labels = train.labels[:, None].expand(-1, train.n_positions).reshape(-1)  # (M,)
+    table = frame_table(test, (len(test.labels) // (int(test.labels.max()) + 1)) // 2)
+    cos = _cosines(x_test.flatten(0, 1), stored.flatten(0, 1))  # (N, M)
+    n_obj = int(t_labels.max()) + 1
+    pooled = torch.stack([cos[:, t_labels == k].amax(1) for k in range(n_obj)], 1)
+    pooling = (pooled.argmax(1) == table["labels"])[table["evaluated"]].double().mean().item()
+    return {"train": template_codes(x_train, stored, keep=keep), "test": _top_codes(cos, keep),
+            "t_labels": t_labels, "table": table, "pooling": pooling}
+
+
+def _scored(W: Tensor, coded: dict[str, Any]) -> TraceResult:
+    """Score learned weights W (U, M) on the test codes of :func:`_coded`."""
+    table, codes = coded["table"], coded["test"]
+    use = table["labelled"] | table["evaluated"]
+    labels, positions = table["labels"], table["positions"]
+    accuracy = label_accuracy(W, codes[use], labels[use], table["labelled"][use])
+    return TraceResult(accuracy, invariance_index(codes @ W.T, labels, positions),
+                       match_purity(codes, coded["t_labels"], labels), coded["pooling"], W)
+
+
 def trace_experiment(train: Videos, test: Videos, contrast: float, *, templates: str = "whole",
                      delta: float = 0.2, keep: int = 6, n_units: int = 10, epochs: int = 15,
                      kind: str = "patches", seed: int) -> TraceResult:
@@ -173,25 +296,41 @@ def trace_experiment(train: Videos, test: Videos, contrast: float, *, templates:
     units from their position-0 frames; the other half are scored at positions 1 … P−1.
     Pooling by identity scores object k by max_j cos(x, t_j) over k's templates.
     """
-    if templates not in ("whole", "object"):
-        raise ValueError(f"templates must be 'whole' or 'object', got {templates!r}")
-    x_train = cluttered(train, contrast, kind=kind, seed=seed + 1)  # (S, P, H, W)
-    x_test = cluttered(test, contrast, kind=kind, seed=seed + 2)
-    stored = x_train if templates == "whole" else object_templates(train)
-    t_labels = train.labels[:, None].expand(-1, train.n_positions).reshape(-1)  # (M,)
-    table = frame_table(test, (len(test.labels) // (int(test.labels.max()) + 1)) // 2)
-    W = foldiak_trace(template_codes(x_train, stored, keep=keep), n_units, delta=delta,
-                      epochs=epochs, seed=seed)
-    codes = template_codes(x_test, stored, keep=keep).flatten(0, 1)  # (N, M)
-    use = table["labelled"] | table["evaluated"]
-    labels, positions = table["labels"], table["positions"]
-    accuracy = label_accuracy(W, codes[use], labels[use], table["labelled"][use])
-    cos = _cosines(x_test.flatten(0, 1), stored.flatten(0, 1))  # (N, M)
-    n_obj = int(t_labels.max()) + 1
-    pooled = torch.stack([cos[:, t_labels == k].amax(1) for k in range(n_obj)], 1)
-    pooling = (pooled.argmax(1) == labels)[table["evaluated"]].double().mean().item()
-    return TraceResult(accuracy, invariance_index(codes @ W.T, labels, positions),
-                       match_purity(codes, t_labels, labels), pooling, W)
+    coded = _coded(train, test, contrast, templates=templates, keep=keep, kind=kind, seed=seed)
+    W = foldiak_trace_batched(coded["train"], n_units, delta=delta, epochs=epochs, seeds=[seed])
+    return _scored(W[0], coded)
+
+
+def trace_sweep(train: Videos, test: Videos, settings: Sequence[Mapping[str, Any]], *,
+                runs: int = 5, seed: int) -> list[dict[str, float]]:
+    """:func:`trace_runs` for several settings, all their trainings batched together.
+
+    Each setting is a dict with ``contrast`` and any keyword of :func:`trace_experiment`
+    (defaults in ``EXPERIMENT_DEFAULTS``). Run r of every setting uses seed ``seed + 1000 r``,
+    as :func:`trace_runs` does; the len(settings) · runs trainings are done by one call of
+    :func:`foldiak_trace_batched` per distinct (n_units, epochs). Returns, per setting, the
+    mean accuracy, invariance, purity and pooling over its runs.
+    """
+    _check_int("runs", runs, 1)
+    jobs = []  # (setting index, full keyword set, seed) of every training
+    for i, setting in enumerate(settings):
+        unknown = set(setting) - set(EXPERIMENT_DEFAULTS) - {"contrast"}
+        if unknown or "contrast" not in setting:
+            raise TypeError(f"settings[{i}] must give contrast and only keywords of "
+                            f"trace_experiment, got {sorted(setting)}")
+        jobs += [(i, {**EXPERIMENT_DEFAULTS, **setting}, seed + 1000 * r) for r in range(runs)]
+    results: list[list[TraceResult]] = [[] for _ in settings]
+    for shape in dict.fromkeys((kw["n_units"], kw["epochs"]) for _, kw, _ in jobs):
+        batch = [job for job in jobs if (job[1]["n_units"], job[1]["epochs"]) == shape]
+        coded = [_coded(train, test, kw["contrast"], templates=kw["templates"], keep=kw["keep"],
+                        kind=kw["kind"], seed=s) for _, kw, s in batch]
+        W = foldiak_trace_batched(torch.stack([c["train"] for c in coded]), shape[0],
+                                  delta=[kw["delta"] for _, kw, _ in batch], epochs=shape[1],
+                                  seeds=[s for _, _, s in batch])
+        for (i, _, _), w, c in zip(batch, W, coded, strict=True):
+            results[i].append(_scored(w, c))
+    return [{key: sum(getattr(res, key) for res in group) / runs
+             for key in ("accuracy", "invariance", "purity", "pooling")} for group in results]
 
 
 def trace_runs(train: Videos, test: Videos, contrast: float, *, runs: int = 5, seed: int,
@@ -199,10 +338,7 @@ def trace_runs(train: Videos, test: Videos, contrast: float, *, runs: int = 5, s
     """Mean accuracy, invariance, purity and pooling over ``runs`` independent trainings.
 
     Each run draws its own backgrounds, unit initialisation and video order (seeds
-    ``seed + 1000 r``); keyword arguments go to :func:`trace_experiment`.
+    ``seed + 1000 r``); keyword arguments go to :func:`trace_experiment`. The runs are
+    trained together (see :func:`trace_sweep`).
     """
-    _check_int("runs", runs, 1)
-    results = [trace_experiment(train, test, contrast, seed=seed + 1000 * r, **kwargs)
-               for r in range(runs)]
-    return {key: sum(getattr(res, key) for res in results) / runs
-            for key in ("accuracy", "invariance", "purity", "pooling")}
+    return trace_sweep(train, test, [{"contrast": contrast, **kwargs}], runs=runs, seed=seed)[0]

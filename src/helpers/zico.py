@@ -10,9 +10,10 @@ weights whose gradient does not vary (std 0) are left out, and a layer whose sum
 contributes nothing (as in the authors' code). Large, consistent gradients (high mean, low
 variance across batches) are read as "trains fast and generalises".
 
-This module scores MLPs with the batched engine (K models of one architecture at once), small
-CNNs one by one, and trains a whole search space under one pinned budget. Introduced in the
-chapter "Zero-shot architecture search: ZiCo".
+This module scores and trains K models of one architecture at once: MLPs with the batched
+engine, small CNNs as one grouped-convolution network (:class:`BatchedCNN`), and trains a whole
+search space under one pinned budget. Introduced in the chapter "Zero-shot architecture search:
+ZiCo".
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batched import BatchedMLP, batched_accuracy, train_batched, train_one
+from .batched import BatchedMLP, batched_accuracy, per_model_loss, train_batched
+from .batched import _batches as _train_batches
 from .progress import progress
 
 Tensor = torch.Tensor
@@ -42,9 +44,13 @@ def zico_from_gradients(grads: Tensor) -> Tensor:
     if grads.ndim != 3 or grads.shape[0] < 2:
         raise ValueError(f"grads must be (B >= 2, K, P), got {tuple(grads.shape)}")
     g = grads.double()
-    std = g.std(dim=0, unbiased=False)  # (K, P), as numpy's np.std in the authors' code
+    # (K, P), np.std as in the authors' code; two explicit passes over the small leading
+    # axis are several times faster than Tensor.std(dim=0) on CPU. A weight whose gradient
+    # is the same on every batch is detected exactly (its mean may round away from it).
+    std = (g - g.mean(dim=0)).square().mean(dim=0).sqrt()
+    varies = (g != g[:1]).any(dim=0) & (std > 0)
     mean_abs = g.abs().mean(dim=0)
-    ratio = torch.where(std > 0, mean_abs / std.clamp_min(1e-300), torch.zeros_like(std))
+    ratio = torch.where(varies, mean_abs / std.clamp_min(1e-300), torch.zeros_like(std))
     total = ratio.sum(-1)  # (K,)
     return torch.where(total > 0, total.clamp_min(1e-300).log(), torch.zeros_like(total))
 
@@ -58,11 +64,14 @@ def _batches(n: int, batch_size: int, n_batches: int, seed: int) -> list[Tensor]
     return [torch.randperm(n, generator=gen)[:batch_size] for _ in range(n_batches)]
 
 
-def zico_batched(model: BatchedMLP, x: Tensor, y: Tensor, *, batch_size: int = 64,
+def zico_batched(model: BatchedMLP | BatchedCNN, x: Tensor, y: Tensor, *, batch_size: int = 64,
                  n_batches: int = 4, seed: int = 0) -> Tensor:
-    """ZiCo of each of the K MLPs of ``model`` (cross-entropy, same batches for all), (K,)."""
-    if not isinstance(model, BatchedMLP):
-        raise TypeError("model must be a helpers.BatchedMLP")
+    """ZiCo of each of the K networks of ``model`` (cross-entropy, same batches for all), (K,).
+
+    Sums the layer terms of the weight tensors (not the biases), like :func:`zico_score`.
+    """
+    if not isinstance(model, BatchedMLP | BatchedCNN):
+        raise TypeError("model must be a helpers.BatchedMLP or a helpers.zico.BatchedCNN")
     K, params = model.n_models, list(model.weights)
     per_batch: list[list[Tensor]] = [[] for _ in params]
     for idx in _batches(x.shape[0], batch_size, n_batches, seed):
@@ -109,6 +118,88 @@ class SmallCNN(nn.Sequential):
             super().__init__(*layers)
 
 
+class BatchedCNN(nn.Module):
+    """K :class:`SmallCNN` of one architecture (one per seed), run as one grouped network.
+
+    Conv layer l of model k holds ``weights[l][k]`` (C, C_in, 3, 3); the K models' channels
+    are concatenated, so the first layer is one convolution with K·C output channels on the
+    shared input and every later layer a grouped convolution (``groups=K``, group k only sees
+    model k's channels). The read-out is a batched product. Model k is initialised exactly as
+    ``SmallCNN(channels, depth, seed=seeds[k])``; the interface (``weights``, ``biases``,
+    ``n_models``, outputs (K, n, C)) is that of :class:`helpers.BatchedMLP`. Introduced in the
+    chapter "Zero-shot architecture search: ZiCo".
+    """
+
+    def __init__(self, channels: int, depth: int, seeds: Sequence[int], *,
+                 n_classes: int = 10):
+        super().__init__()
+        if len(seeds) < 1:
+            raise ValueError("seeds must name at least one model")
+        nets = [SmallCNN(channels, depth, n_classes=n_classes, seed=int(s)) for s in seeds]
+        layers = [[m for m in net if isinstance(m, nn.Conv2d | nn.Linear)] for net in nets]
+        self.channels, self.depth = channels, depth
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([ls[i].weight.detach() for ls in layers]))
+            for i in range(depth + 1))  # conv: (K, C, C_in, 3, 3); read-out: (K, classes, 64 C)
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([ls[i].bias.detach() for ls in layers]))
+            for i in range(depth + 1))  # (K, C) and (K, classes)
+
+    @property
+    def n_models(self) -> int:
+        """K, the number of models."""
+        return self.weights[0].shape[0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Flat 8×8 images x: (n, 64), shared by all models → outputs (K, n, classes)."""
+        if x.ndim != 2 or x.shape[1] != 64:
+            raise ValueError(f"x must be (n, 64), got {tuple(x.shape)}")
+        K, C, n = self.n_models, self.channels, x.shape[0]
+        h = x.view(n, 1, 8, 8)
+        for i, (W, b) in enumerate(zip(self.weights[:-1], self.biases[:-1], strict=True)):
+            h = torch.relu(F.conv2d(h, W.flatten(0, 1), b.flatten(), padding=1,
+                                    groups=1 if i == 0 else K))  # (n, K C, 8, 8)
+        h = h.reshape(n, K, C * 64).transpose(0, 1)  # (K, n, 64 C), SmallCNN's flatten order
+        return torch.baddbmm(self.biases[-1][:, None], h, self.weights[-1].transpose(1, 2))
+
+    def model(self, k: int) -> SmallCNN:
+        """A standalone copy of model k as a :class:`SmallCNN`."""
+        net = SmallCNN(self.channels, self.depth, n_classes=self.biases[-1].shape[1])
+        net.to(self.weights[0])
+        layers = [m for m in net if isinstance(m, nn.Conv2d | nn.Linear)]
+        with torch.no_grad():
+            for layer, W, b in zip(layers, self.weights, self.biases, strict=True):
+                layer.weight.copy_(W[k])
+                layer.bias.copy_(b[k])
+        return net
+
+
+def train_cnns(model: BatchedCNN, x: Tensor, y: Tensor, *, lr: float, steps: int,
+               batch_size: int | None = None, seed: int = 0) -> Tensor:
+    """Mini-batch SGD on the K CNNs at once (in place): θ_k ← θ_k − η ∇L_k(θ_k).
+
+    The total loss Σ_k L_k is a sum of per-model mean cross-entropies on the same batch
+    (drawn as in :func:`helpers.train_one` from ``seed``), so autograd gives each model its
+    own gradient: training seed by seed with ``train_one`` gives the same parameters to
+    rounding. Returns the last training loss of each model, (K,).
+    """
+    if not isinstance(model, BatchedCNN):
+        raise TypeError("model must be a helpers.zico.BatchedCNN")
+    if steps < 1:
+        raise ValueError(f"steps must be positive, got {steps}")
+    params = list(model.parameters())
+    losses = torch.zeros(model.n_models, dtype=params[0].dtype, device=params[0].device)
+    for idx in _train_batches(x.shape[0], batch_size, steps, seed, x.device):
+        xb, yb = (x, y) if idx is None else (x[idx], y[idx])
+        out = model(xb)  # (K, n, C)
+        losses = per_model_loss(out, yb, "cross_entropy")  # (K,)
+        grads = torch.autograd.grad(losses.sum(), params)
+        with torch.no_grad():
+            for p, g in zip(params, grads, strict=True):
+                p -= lr * g
+    return losses.detach()
+
+
 def _he_rescale(weights: Sequence[Tensor]) -> None:
     # PyTorch's default draws U(±1/sqrt(fan_in)): variance 1/(3 fan_in); He wants 2/fan_in.
     with torch.no_grad():
@@ -150,8 +241,8 @@ def search_space(x: Tensor, y: Tensor, x_test: Tensor, y_test: Tensor, *,
                  he_init: bool = True, seed: int = 0) -> SearchResult:
     """Score every architecture with ZiCo at initialisation, then train it with SGD.
 
-    MLPs of one architecture are trained for all ``n_seeds`` at once with
-    :func:`helpers.train_batched`; CNNs with :func:`helpers.train_one`, the same update. Every
+    The ``n_seeds`` models of one architecture are trained at once: MLPs with
+    :func:`helpers.train_batched`, CNNs with :func:`train_cnns`, the same update. Every
     network sees the same mini-batches, learning rate and numbers of steps (``budgets``,
     increasing), and accuracy is recorded after each budget. With ``he_init`` the weights are
     rescaled from PyTorch's default uniform initialisation (variance 1/(3 fan_in)) to He's
@@ -176,21 +267,15 @@ def search_space(x: Tensor, y: Tensor, x_test: Tensor, y_test: Tensor, *,
                 accs.append(batched_accuracy(net, x_test, y_test).mean().item())
             params = n_parameters(net) // n_seeds
         else:
-            nets = [SmallCNN(w, d, seed=s) for s in seeds]
+            cnn = BatchedCNN(w, d, seeds).to(x)
             if he_init:
-                for m in nets:
-                    _he_rescale([p for p in m.parameters() if p.ndim > 1])
-            z = sum(zico_score(m, x, y, seed=seed) for m in nets) / n_seeds
-            per = []
-            for m in nets:
-                row = []
-                for i, c in enumerate(chunks):
-                    train_one(m, x, y, lr=lr, steps=c, batch_size=batch_size, seed=seed + i)
-                    with torch.no_grad():
-                        row.append((m(x_test).argmax(1) == y_test).double().mean().item())
-                per.append(row)
-            accs = torch.tensor(per).mean(0).tolist()
-            params = n_parameters(nets[0])
+                _he_rescale(cnn.weights)
+            z = zico_batched(cnn, x, y, seed=seed).mean().item()
+            accs = []
+            for i, c in enumerate(chunks):
+                train_cnns(cnn, x, y, lr=lr, steps=c, batch_size=batch_size, seed=seed + i)
+                accs.append(batched_accuracy(cnn, x_test, y_test).mean().item())
+            params = n_parameters(cnn) // n_seeds
         res.names.append(f"{kind} {d}×{w}")
         res.kinds.append(kind)
         res.depths.append(d)
