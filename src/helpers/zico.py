@@ -258,24 +258,17 @@ def search_space(x: Tensor, y: Tensor, x_test: Tensor, y_test: Tensor, *,
     for kind, d, w in progress(archs, desc="architectures"):
         if kind == "mlp":
             net = BatchedMLP([x.shape[1], *[w] * d, int(y.max()) + 1], seeds)
-            if he_init:
-                _he_rescale(net.weights)
-            z = zico_batched(net, x, y, seed=seed).mean().item()
-            accs = []
-            for i, c in enumerate(chunks):
-                train_batched(net, x, y, lr=lr, steps=c, batch_size=batch_size, seed=seed + i)
-                accs.append(batched_accuracy(net, x_test, y_test).mean().item())
-            params = n_parameters(net) // n_seeds
+            train = train_batched
         else:
-            cnn = BatchedCNN(w, d, seeds).to(x)
-            if he_init:
-                _he_rescale(cnn.weights)
-            z = zico_batched(cnn, x, y, seed=seed).mean().item()
-            accs = []
-            for i, c in enumerate(chunks):
-                train_cnns(cnn, x, y, lr=lr, steps=c, batch_size=batch_size, seed=seed + i)
-                accs.append(batched_accuracy(cnn, x_test, y_test).mean().item())
-            params = n_parameters(cnn) // n_seeds
+            net, train = BatchedCNN(w, d, seeds).to(x), train_cnns
+        if he_init:
+            _he_rescale(net.weights)
+        z = zico_batched(net, x, y, seed=seed).mean().item()
+        accs = []
+        for i, c in enumerate(chunks):
+            train(net, x, y, lr=lr, steps=c, batch_size=batch_size, seed=seed + i)
+            accs.append(batched_accuracy(net, x_test, y_test).mean().item())
+        params = n_parameters(net) // n_seeds
         res.names.append(f"{kind} {d}×{w}")
         res.kinds.append(kind)
         res.depths.append(d)
