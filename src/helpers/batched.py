@@ -134,15 +134,9 @@ def per_model_loss(out: Tensor, y: Tensor, loss: str) -> Tensor:
     out: (K, n, C). Cross-entropy takes labels y of shape (n,) or (K, n); ``mse`` takes
     targets of shape (n, C) or (K, n, C) and sums the squared error over outputs.
     """
-    if loss == "cross_entropy":
-        K, n, C = out.shape
-        yk = y.expand(K, n) if y.ndim == 1 else y
-        return F.cross_entropy(out.reshape(K * n, C), yk.reshape(K * n),
-                               reduction="none").view(K, n).mean(1)
-    if loss == "mse":
-        target = y.expand_as(out) if y.ndim == out.ndim - 1 else y
-        return ((out - target) ** 2).sum(-1).mean(-1)
-    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    return _per_model_loss_t(out.transpose(1, 2), y, loss)
 
 
 def _per_sample_loss_t(out_t: Tensor, y: Tensor, loss: str) -> Tensor:
