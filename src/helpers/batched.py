@@ -4,8 +4,9 @@ K copies of an MLP (different seeds and/or learning rates and weight decays) are
 leading model axis, W_l of shape (K, out, in), so one forward pass is a few batched matrix
 products, ``H_l = φ(W_l H_{l-1} + b_l)`` with ``torch.baddbmm``, activations kept as
 (K, width, n) (see :meth:`BatchedMLP.forward_t`). The models share nothing but
-the data; since the total loss is the sum of the per-model losses, autograd gives each model
-exactly its own gradient, and the update
+the data; since the total loss is the sum of the per-model losses, each model gets exactly its
+own gradient (computed by the hand-written pass of :mod:`helpers.batched_backprop` for ReLU and
+tanh networks, by autograd for any other activation), and the update
 
     W_k ← W_k − η_k (∇L_k(W_k) + λ_k W_k)
 
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .batched_backprop import Workspace, loss_and_grads, make_batch, supported
 from .models import MLP
 
 Tensor = torch.Tensor
@@ -187,6 +189,13 @@ def _batches(n: int, batch_size: int | None, steps: int, seed: int,
             for _ in range(steps)]
 
 
+def _samples(x: Tensor, y: Tensor, idx: Tensor | None, loss: str) -> tuple[Tensor, Tensor]:
+    """The samples ``idx`` (all when None) of inputs and labels, shared or per model."""
+    if idx is None:
+        return x, y
+    return x[..., idx, :], y[..., idx] if loss == "cross_entropy" else y[..., idx, :]
+
+
 def train_batched(model: BatchedMLP, x: Tensor, y: Tensor, *, lr: float | Sequence[float],
                   steps: int, weight_decay: float | Sequence[float] = 0.0,
                   loss: str = "cross_entropy", batch_size: int | Sequence[int] | None = None,
@@ -195,8 +204,9 @@ def train_batched(model: BatchedMLP, x: Tensor, y: Tensor, *, lr: float | Sequen
 
     Args:
         model: the K models.
-        x: (n, d) inputs shared by the models; y: (n,) labels shared, or (K, n) per model
-            (e.g. a different random labelling per model); for ``mse``, targets (n, C).
+        x: (n, d) inputs shared by the models, or (K, n, d) one data set per model; y: (n,)
+            labels shared, or (K, n) per model (e.g. a different random labelling per model);
+            for ``mse``, targets (n, C) or (K, n, C).
         lr, weight_decay: one value for all, or one per model.
         steps: number of updates.
         batch_size: None for full batch, else samples drawn uniformly with replacement (the
@@ -214,22 +224,33 @@ def train_batched(model: BatchedMLP, x: Tensor, y: Tensor, *, lr: float | Sequen
     params = list(model.parameters())
     lr_t = _per_model(lr, K, "lr", params[0])
     wd_t = _per_model(weight_decay, K, "weight_decay", params[0])
-    draw, sizes = _batch_sizes(batch_size, K, x.shape[0])
+    draw, sizes = _batch_sizes(batch_size, K, x.shape[-2])
     weights = None
     if sizes is not None:  # model k: weight 1/b_k on its first b_k samples, 0 after
         first = torch.arange(draw, device=x.device) < torch.tensor(sizes, device=x.device)[:, None]
         weights = first.to(params[0].dtype) / first.sum(1, keepdim=True)
+    manual = supported(model.activation)
+    n_outputs = model.widths[-1]
+    batch, workspace = None, Workspace()  # a full batch is transposed and padded once
     recorded_steps, losses = [], []
-    for t, idx in enumerate(_batches(x.shape[0], draw, steps, seed, x.device), start=1):
-        xb = x if idx is None else x[idx]
-        yb = y if idx is None else y[..., idx] if loss == "cross_entropy" else y[idx]
-        per_model = _per_model_loss_t(model.forward_t(xb), yb, loss, weights)  # (K,)
-        grads = torch.autograd.grad(per_model.sum(), params)
+    for t, idx in enumerate(_batches(x.shape[-2], draw, steps, seed, x.device), start=1):
+        record = (record_every and t % record_every == 0) or t == steps
+        xb, yb = _samples(x, y, idx, loss)
+        if manual:
+            if batch is None or idx is not None:
+                batch = make_batch(xb, yb, loss, n_outputs, weights)
+            per_model, grad_w, grad_b = loss_and_grads(
+                list(model.weights), list(model.biases), model.activation, batch, loss,
+                need_loss=record, workspace=workspace)
+            grads = grad_w + grad_b
+        else:
+            per_model = _per_model_loss_t(model.forward_t(xb), yb, loss, weights)  # (K,)
+            grads = torch.autograd.grad(per_model.sum(), params)
         with torch.no_grad():
             for p, g in zip(params, grads, strict=True):
-                shape = (K,) + (1,) * (p.ndim - 1)
-                p -= lr_t.view(shape) * (g + wd_t.view(shape) * p)
-        if (record_every and t % record_every == 0) or t == steps:
+                shape = (K,) + (1,) * (p.ndim - 1)  # p ← p − η (g + λ p), in place
+                p.addcmul_(lr_t.view(shape), g.addcmul_(wd_t.view(shape), p), value=-1)
+        if record:
             recorded_steps.append(t)
             losses.append(per_model.detach())
     return TrainResult(torch.tensor(recorded_steps), torch.stack(losses))

@@ -69,9 +69,11 @@ def _sync(value, device) -> None:
         torch.cuda.synchronize()
 
 
-def _one_vs_batched(x, y, seeds, steps, batch_size, device) -> dict[str, float]:
+def _one_vs_batched(x, y, seeds, steps, batch_size, device, repeats: int) -> dict[str, float]:
     """Seconds for the models trained one by one (with the configured threads and with one
-    thread: tiny single-model steps often run faster on one) and trained at once."""
+    thread: tiny single-model steps often run faster on one) and trained at once; each the
+    best of ``repeats`` runs, the runs interleaved so that a slow spell of a shared machine
+    hits all of them alike."""
     def one_by_one() -> None:
         for s in seeds:
             train_one(MLP(WIDTHS, seed=s, device=device), x, y, lr=0.1, steps=steps,
@@ -83,18 +85,24 @@ def _one_vs_batched(x, y, seeds, steps, batch_size, device) -> dict[str, float]:
                       batch_size=batch_size)
         _sync(None, device)
 
-    threads = torch.get_num_threads()
-    times = {"one_by_one": _timed(one_by_one), "batched": _timed(batched)}
-    torch.set_num_threads(1)
-    try:
-        times["one_by_one_1thread"] = _timed(one_by_one)
-    finally:
-        torch.set_num_threads(threads)
+    def one_thread() -> None:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            one_by_one()
+        finally:
+            torch.set_num_threads(threads)
+
+    runs = {"one_by_one": one_by_one, "batched": batched, "one_by_one_1thread": one_thread}
+    times = dict.fromkeys(runs, float("inf"))
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            times[name] = min(times[name], _timed(fn))
     return times
 
 
-def batched_benchmark(models: int = 32, steps: int = 200,
-                      device: torch.device | str = "cpu") -> dict[str, float]:
+def batched_benchmark(models: int = 32, steps: int = 200, device: torch.device | str = "cpu",
+                      repeats: int = 3) -> dict[str, float]:
     """Time one-by-one vs batched training of ``models`` digits MLPs (see module docstring).
 
     ``batched_speedup`` compares both with the configured threads; ``batched_speedup_vs_best``
@@ -102,13 +110,16 @@ def batched_benchmark(models: int = 32, steps: int = 200,
     or one thread). ``speedup_ceiling`` is the roofline bound on any engine that performs the
     same FLOPs: the large matmul's FLOP/s over the FLOP/s of the best one-by-one run. Also
     reports the same comparison with mini-batches of 32 (``..._minibatch``), where each
-    single-model step is too small to keep the processor busy.
+    single-model step is too small to keep the processor busy. Every time is the best of
+    ``repeats`` interleaved runs.
     """
     split = digits(seed=0, device=device)
     x, y = split.x_train, split.y_train
     seeds = list(range(models))
-    full = _one_vs_batched(x, y, seeds, steps, None, device)
-    mini = _one_vs_batched(x, y, seeds, steps, 32, device)
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    full = _one_vs_batched(x, y, seeds, steps, None, device, repeats)
+    mini = _one_vs_batched(x, y, seeds, steps, 32, device, repeats)
     flops = training_flops(WIDTHS, len(x), steps, models)
     peak = matmul_flops_per_second(device=device)
     best_one = min(full["one_by_one"], full["one_by_one_1thread"])
@@ -125,7 +136,8 @@ def batched_benchmark(models: int = 32, steps: int = 200,
             "one_by_one_minibatch_1thread_s": mini["one_by_one_1thread"],
             "batched_minibatch_s": mini["batched"],
             "batched_speedup_minibatch": mini["one_by_one"] / mini["batched"],
-            "batched_speedup_minibatch_vs_best": best_mini / mini["batched"]}
+            "batched_speedup_minibatch_vs_best": best_mini / mini["batched"],
+            "repeats": repeats}
 
 
 def _execute_here(path: Path, timeout: int) -> dict[str, float | bool]:
