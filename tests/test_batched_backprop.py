@@ -88,3 +88,26 @@ def test_per_model_data_with_minibatches_equals_one_by_one(loss):
         train_one(single, x[k], y[k], lr=0.1, steps=25, batch_size=12, seed=3, loss=loss)
         for a, b in zip(single.parameters(), model.model(k).parameters(), strict=True):
             assert (a - b).abs().max() < 1e-8
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_models_split_over_threads_equal_one_by_one(threads):
+    # with T intra-op threads the K models are split into T groups, one Python thread each
+    x, y = problem(50, "cross_entropy", False)
+    seeds, lrs = [0, 1, 2, 3, 4], [0.05, 0.1, 0.2, 0.1, 0.3]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        model = BatchedMLP([5, 8, 3], seeds, dtype=torch.float64)
+        result = train_batched(model, x, y, lr=lrs, steps=20, batch_size=10, seed=4,
+                               record_every=10)
+        assert torch.get_num_threads() == threads  # restored after the workers ran
+    finally:
+        torch.set_num_threads(before)
+    assert result.losses.shape == (2, 5) and result.steps.tolist() == [10, 20]
+    for k, (s, lr) in enumerate(zip(seeds, lrs, strict=True)):
+        single = MLP([5, 8, 3], dtype=torch.float64, seed=s)
+        last = train_one(single, x, y, lr=lr, steps=20, batch_size=10, seed=4)
+        assert last == pytest.approx(result.losses[-1, k].item(), abs=1e-10)
+        for a, b in zip(single.parameters(), model.model(k).parameters(), strict=True):
+            assert (a - b).abs().max() < 1e-8

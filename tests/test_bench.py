@@ -18,7 +18,9 @@ def test_training_flops_formula():
 
 def test_batched_benchmark_reports_consistent_ratios():
     threads = torch.get_num_threads()
-    out = bench.batched_benchmark(models=2, steps=2)
+    out = bench.batched_benchmark(models=2, steps=2, repeats=1)
+    with pytest.raises(ValueError, match="repeats"):
+        bench.batched_benchmark(repeats=0)
     assert out["batched_speedup"] == pytest.approx(out["one_by_one_s"] / out["batched_s"])
     assert 0 < out["batched_flops_fraction"] and out["matmul_flops_per_s"] > 0
     assert "batched_speedup_minibatch" in out
