@@ -221,7 +221,9 @@ def format_report(report: dict) -> str:
     lines = [f"device {report['device']}, torch {report['torch']}, {report['threads']} threads,"
              f" {report['machine']}, mode {report['mode']}, {report['date']}",
              f"batched_speedup          {report['batched_speedup']:.2f}x "
-             f"(one by one {report['one_by_one_s']:.2f} s, batched {report['batched_s']:.2f} s)"]
+             f"(one by one {report['one_by_one_s']:.2f} s, batched {report['batched_s']:.2f} s"
+             + (f"; best of {report['repeats']} interleaved runs each"
+                if "repeats" in report else "") + ")"]
     if "batched_speedup_vs_best" in report:
         lines += [f"  over the faster one-by-one run (one thread took "
                   f"{report['one_by_one_1thread_s']:.2f} s): "
