@@ -8,16 +8,14 @@ import torch
 import helpers
 from helpers.normalization import (
     StreamState,
-    _fast_forward,
-    _fast_grads,
     _forward,
     _init_params,
-    _norm_spec,
     lp_stats,
     normalize,
     streaming_normalize,
     train_online,
 )
+from helpers.streaming_backprop import fast_forward, fast_grads, norm_spec
 
 
 def test_lp_stats_match_numpy_style_oracles():
@@ -183,15 +181,15 @@ def test_hand_written_gradient_matches_autograd(kind, p, batch):
     ref = [{k: t.clone().requires_grad_() for k, t in layer.items()} for layer in params]
     states = [StreamState.zeros(runs, n, torch.float64) for n in widths[1:-1]]
     ref_states = _clone_states(states)
-    spec = _norm_spec([kind] * runs, p, rate, "cpu")
+    spec = norm_spec([kind] * runs, p, rate, "cpu")
     names = [(i, k) for i, layer in enumerate(params) for k in layer
              if k != "gamma" or kind != "none"]
     for _ in range(6):
         x = 2 * torch.rand(runs, batch, widths[0], generator=gen, dtype=torch.float64)
         y = torch.randint(0, widths[-1], (runs, batch), generator=gen)
-        logits, cache = _fast_forward(params, states, x, spec, True)
+        logits, cache = fast_forward(params, states, x, spec, True)
         onehot = torch.nn.functional.one_hot(y, widths[-1]).to(torch.float64)
-        fast = _fast_grads(params, states, cache, logits, onehot, spec)
+        fast = fast_grads(params, states, cache, logits, onehot, spec)
         out = _forward(ref, ref_states, x, kind, p, rate, True, 0)
         loss = torch.nn.functional.cross_entropy(out.flatten(0, 1), y.flatten(),
                                                  reduction="sum") / batch

@@ -217,9 +217,9 @@ def train_batched(model: BatchedMLP, x: Tensor, y: Tensor, *, lr: float | Sequen
             one run).
         record_every: record the per-model training losses every so many steps (0: last only).
 
-    ReLU and tanh networks use the hand-written pass of :mod:`helpers.batched_backprop`; on a
+    ReLU and tanh networks use the hand-written pass of ``helpers.batched_backprop``; on a
     CPU with T intra-op threads the models are split into T groups trained side by side, one
-    core each (:func:`_descend_in_threads`). Other activations run autograd on all K at once.
+    core each (``_descend_in_threads``). Other activations run autograd on all K at once.
     """
     if steps < 1:
         raise ValueError(f"steps must be positive, got {steps}")
