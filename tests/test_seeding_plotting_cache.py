@@ -36,6 +36,20 @@ def test_configure_threads(monkeypatch):
         helpers.configure_threads(0)
 
 
+def test_one_cpu_thread_restores_the_count_even_after_an_error():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with helpers.one_cpu_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), helpers.one_cpu_thread():
+            raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_style_and_subplots():
     helpers.use_book_style()
     assert mpl.rcParams["axes.spines.top"] is False

@@ -36,7 +36,7 @@ from .max_margin import (
 from .models import MLP, DeepLinear
 from .plotting import label, reference_line, spectrum_plot, subplots, use_book_style
 from .progress import progress
-from .seeding import configure_threads, make_generator, seed_everything
+from .seeding import configure_threads, make_generator, one_cpu_thread, seed_everything
 from .training import fit_lbfgs, fit_to_zero_loss, log_steps, train_gd
 
 # Chapters add their exports below, one import line per module.

@@ -18,13 +18,13 @@ Introduced in the chapter "Deep vs shallow networks on compositional functions".
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import torch
 
 from .compositional_models import ShallowNet, TreeNet, tree_levels
+from .seeding import one_cpu_thread
 
 Constituent = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -153,22 +153,6 @@ def lr_schedule(t: int, budget: Budget) -> float:
     return budget.lr * 0.5 * (1 + math.cos(math.pi * (t - warm) / (budget.steps - warm)))
 
 
-@contextmanager
-def _one_cpu_thread() -> Iterator[None]:
-    """Run the block with one intra-op CPU thread, then restore the previous count.
-
-    Every operation of this training loop is tiny (tensors of a few hundred kB): a second
-    thread costs more to wake than it saves, and made the loop up to twice as slow on two
-    cores. Device tensors (CUDA) are unaffected.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _train_widths(targets: Sequence[Callable[[torch.Tensor], torch.Tensor]], ks: Sequence[int],
                   *, n_inputs: int, budget: Budget, seed: int,
                   device: torch.device | str) -> list[dict]:
@@ -203,7 +187,7 @@ def _train_widths(targets: Sequence[Callable[[torch.Tensor], torch.Tensor]], ks:
     params = [p for net in nets for p in net.parameters()]
     fused = all(p.device.type in ("cpu", "cuda") for p in params)  # one kernel for all tensors
     opt = torch.optim.Adam(params, lr=budget.lr, fused=fused, foreach=None if fused else True)
-    with _one_cpu_thread():
+    with one_cpu_thread():
         for t in progress(range(budget.steps), desc="training steps"):
             for group in opt.param_groups:
                 group["lr"] = lr_schedule(t, budget)

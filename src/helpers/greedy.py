@@ -21,6 +21,8 @@ import math
 import torch
 from torch import nn
 
+from .seeding import one_cpu_thread
+
 Tensor = torch.Tensor
 
 
@@ -94,13 +96,14 @@ def _fit(params: list[Tensor], forward, x: Tensor, y: Tensor, *, steps: int, lr:
     gen = torch.Generator().manual_seed(int(seed))
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for _ in range(steps):
-        idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=gen)
-        loss = nn.functional.cross_entropy(forward(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+    with one_cpu_thread():  # one small model: a second thread only adds wake-ups
+        for _ in range(steps):
+            idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=gen)
+            loss = nn.functional.cross_entropy(forward(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
 
 
 @torch.no_grad()
