@@ -35,6 +35,7 @@ import torch
 from .batched import BatchedMLP, train_batched, train_one
 from .data import digits
 from .models import MLP
+from .seeding import one_cpu_thread
 
 WIDTHS = [64, 64, 64, 10]
 
@@ -86,12 +87,8 @@ def _one_vs_batched(x, y, seeds, steps, batch_size, device, repeats: int) -> dic
         _sync(None, device)
 
     def one_thread() -> None:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with one_cpu_thread():
             one_by_one()
-        finally:
-            torch.set_num_threads(threads)
 
     runs = {"one_by_one": one_by_one, "batched": batched, "one_by_one_1thread": one_thread}
     times = dict.fromkeys(runs, float("inf"))
@@ -113,11 +110,11 @@ def batched_benchmark(models: int = 32, steps: int = 200, device: torch.device |
     single-model step is too small to keep the processor busy. Every time is the best of
     ``repeats`` interleaved runs.
     """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
     split = digits(seed=0, device=device)
     x, y = split.x_train, split.y_train
     seeds = list(range(models))
-    if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}")
     full = _one_vs_batched(x, y, seeds, steps, None, device, repeats)
     mini = _one_vs_batched(x, y, seeds, steps, 32, device, repeats)
     flops = training_flops(WIDTHS, len(x), steps, models)
