@@ -65,8 +65,8 @@ def chapter_name(docname: str) -> str:
 
 
 def _records(chapter: str) -> list:
-    """This build's claim records of one chapter (from ``helpers.ledger``'s folder)."""
-    from helpers.ledger import claims_dir, load_ledger  # the book's own package
+    """This build's claim records of one chapter (from ``helpers.core.ledger``'s folder)."""
+    from helpers.core.ledger import claims_dir, load_ledger  # the book's own package
 
     return [r for r in load_ledger(claims_dir()) if r.chapter == chapter]
 

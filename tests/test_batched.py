@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from helpers.batched import BatchedMLP, batched_accuracy, train_batched, train_one
-from helpers.models import MLP
+from helpers.engine.batched import BatchedMLP, batched_accuracy, train_batched, train_one
+from helpers.engine.models import MLP
 
 
 def data(n=40, d=5, classes=3, seed=0):

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.batched import BatchedMLP, _per_model_loss_t, train_batched, train_one
-from helpers.batched_backprop import Workspace, loss_and_grads, make_batch, padded_columns
-from helpers.models import MLP
+from helpers.engine.batched import BatchedMLP, _per_model_loss_t, train_batched, train_one
+from helpers.engine.batched_backprop import Workspace, loss_and_grads, make_batch, padded_columns
+from helpers.engine.models import MLP
 
 
 def problem(n, loss, per_model, K=3, d=5, C=3, seed=0):

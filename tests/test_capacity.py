@@ -6,7 +6,7 @@ from itertools import product
 import numpy as np
 import pytest
 
-import helpers.capacity as cp
+import helpers.topics.capacity as cp
 
 # OEIS A000609 (threshold functions of n or fewer variables) and A000615 (of exactly n).
 A000609 = {1: 4, 2: 14, 3: 104, 4: 1882}

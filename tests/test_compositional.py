@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from helpers.compositional import (
+from helpers.topics.compositional.experiments import (
     CONSTITUENTS,
     Budget,
     budget_for,
@@ -19,7 +19,7 @@ from helpers.compositional import (
     relative_mse,
     train_deep_and_shallow,
 )
-from helpers.compositional_models import (
+from helpers.topics.compositional.models import (
     ShallowNet,
     TreeNet,
     matched_width,
@@ -272,7 +272,7 @@ def test_draw_tree_labels_leaves_in_target_order():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from helpers.compositional_models import draw_tree
+    from helpers.topics.compositional.models import draw_tree
 
     fig, ax = plt.subplots()
     draw_tree(ax, 8, "mismatched", "t")

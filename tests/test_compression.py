@@ -8,7 +8,7 @@ import torch
 from scipy.stats import entropy
 
 import helpers
-import helpers.compression as hc
+import helpers.topics.compression as hc
 
 
 def test_map_perfect_and_against_a_hand_count():

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.func import hessian, jacrev
 
-from helpers.conditioning import (
+from helpers.topics.skip_connections import (
     forward,
     kronecker_hessian,
     layer_line_losses,

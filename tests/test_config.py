@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.config import get_config, read_device, read_mode, read_seed
+from helpers.core.config import get_config, read_device, read_mode, read_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from helpers.encoder_decoder import (
+from helpers.topics.encoder_decoder import (
     EncoderDecoder1d,
     HaarCReLU,
     count_patterns,

@@ -7,8 +7,10 @@ import torch
 from torch import nn
 
 import helpers
-from helpers.feedback import concordance_mask, feedback_matrix
-from helpers.feedback_training import BatchedFeedbackMLP, Variant, train_feedback_grid
+from helpers.topics import weight_symmetry
+from helpers.topics.weight_symmetry import FeedbackLinear
+from helpers.topics.weight_symmetry.feedback import concordance_mask, feedback_matrix
+from helpers.topics.weight_symmetry.training import BatchedFeedbackMLP, Variant, train_feedback_grid
 
 FEEDBACKS = ("backprop", "sign", "fixed_random_sign", "batch_random_sign", "random")
 
@@ -21,7 +23,7 @@ def _grads(layer, x, grad_out):
 
 def test_backprop_feedback_equals_nn_linear_exactly():
     ref = nn.Linear(7, 5, dtype=torch.float64)
-    fb = helpers.FeedbackLinear(7, 5, feedback="backprop", dtype=torch.float64)
+    fb = weight_symmetry.FeedbackLinear(7, 5, feedback="backprop", dtype=torch.float64)
     fb.load_state_dict(ref.state_dict(), strict=False)
     x, g = torch.randn(11, 7, dtype=torch.float64), torch.randn(11, 5, dtype=torch.float64)
     assert torch.allclose(fb(x), ref(x), rtol=0, atol=1e-14)
@@ -31,7 +33,7 @@ def test_backprop_feedback_equals_nn_linear_exactly():
 
 @pytest.mark.parametrize("scale", [1.0, 0.3])
 def test_sign_feedback_input_gradient(scale):
-    layer = helpers.FeedbackLinear(6, 4, feedback="sign", scale=scale, seed=0,
+    layer = weight_symmetry.FeedbackLinear(6, 4, feedback="sign", scale=scale, seed=0,
                                    dtype=torch.float64)
     x, g = torch.randn(9, 6, dtype=torch.float64), torch.randn(9, 4, dtype=torch.float64)
     gx, gw, gb = _grads(layer, x, g)
@@ -43,7 +45,7 @@ def test_sign_feedback_input_gradient(scale):
 
 @pytest.mark.parametrize("feedback", FEEDBACKS)
 def test_weight_gradient_is_outer_product_for_every_feedback(feedback):
-    layer = helpers.FeedbackLinear(5, 3, feedback=feedback, seed=1, dtype=torch.float64)
+    layer = weight_symmetry.FeedbackLinear(5, 3, feedback=feedback, seed=1, dtype=torch.float64)
     x, g = torch.randn(4, 2, 5, dtype=torch.float64), torch.randn(4, 2, 3, dtype=torch.float64)
     _, gw, _ = _grads(layer, x, g)  # two leading sample dimensions
     assert torch.allclose(gw, g.reshape(-1, 3).T @ x.reshape(-1, 5), atol=1e-13)
@@ -51,17 +53,17 @@ def test_weight_gradient_is_outer_product_for_every_feedback(feedback):
 
 def test_concordance_q1_is_sign_q0_is_negation():
     for feedback in ("sign", "fixed_random_sign", "batch_random_sign"):
-        one = helpers.FeedbackLinear(8, 6, feedback=feedback, q=1.0, seed=2)
-        zero = helpers.FeedbackLinear(8, 6, feedback=feedback, q=0.0, seed=2)
+        one = weight_symmetry.FeedbackLinear(8, 6, feedback=feedback, q=1.0, seed=2)
+        zero = weight_symmetry.FeedbackLinear(8, 6, feedback=feedback, q=0.0, seed=2)
         assert torch.equal(torch.sign(one.feedback_matrix()), torch.sign(one.weight))
         assert torch.equal(torch.sign(zero.feedback_matrix()), -torch.sign(zero.weight))
-    sign1 = helpers.FeedbackLinear(8, 6, feedback="sign", q=1.0, seed=2)
+    sign1 = weight_symmetry.FeedbackLinear(8, 6, feedback="sign", q=1.0, seed=2)
     assert torch.equal(sign1.feedback_matrix(), torch.sign(sign1.weight))
 
 
 @pytest.mark.parametrize("q", [0.0, 0.1, 0.25, 0.5, 0.9, 1.0])
 def test_concordance_fraction_is_exact(q):
-    layer = helpers.FeedbackLinear(20, 10, feedback="sign", q=q, seed=3)
+    layer = weight_symmetry.FeedbackLinear(20, 10, feedback="sign", q=q, seed=3)
     agree = (torch.sign(layer.feedback_matrix()) == torch.sign(layer.weight)).double().mean()
     assert agree.item() == round(q * 200) / 200
 
@@ -74,8 +76,8 @@ def test_batched_masks_are_per_model_and_exact():
 
 
 def test_random_magnitudes_fixed_or_redrawn():
-    fixed = helpers.FeedbackLinear(6, 5, feedback="fixed_random_sign", seed=4)
-    batch = helpers.FeedbackLinear(6, 5, feedback="batch_random_sign", seed=4)
+    fixed = weight_symmetry.FeedbackLinear(6, 5, feedback="fixed_random_sign", seed=4)
+    batch = weight_symmetry.FeedbackLinear(6, 5, feedback="batch_random_sign", seed=4)
     x = torch.randn(3, 6)
     fixed(x)
     v0 = fixed.feedback_matrix().clone()
@@ -94,7 +96,7 @@ def test_random_magnitudes_fixed_or_redrawn():
 
 
 def test_random_feedback_ignores_weight_signs():
-    layer = helpers.FeedbackLinear(30, 20, feedback="random", seed=5)
+    layer = weight_symmetry.FeedbackLinear(30, 20, feedback="random", seed=5)
     v = layer.feedback_matrix().clone()
     with torch.no_grad():
         layer.weight.neg_()
@@ -128,16 +130,16 @@ def test_alignment_grows_like_2q_minus_1(q):
 ])
 def test_feedback_linear_bad_input(kwargs, error, match):
     with pytest.raises(error, match=match):
-        helpers.FeedbackLinear(3, 2, **kwargs)
+        weight_symmetry.FeedbackLinear(3, 2, **kwargs)
 
 
 def test_batch_manhattan_step_and_bad_lr():
     p = nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
     p.grad = torch.tensor([0.5, -1e-6, 0.0])
-    helpers.BatchManhattan([p], lr=0.1).step()
+    weight_symmetry.BatchManhattan([p], lr=0.1).step()
     assert torch.allclose(p.detach(), torch.tensor([0.9, -1.9, 3.0]))
     with pytest.raises(ValueError, match="lr"):
-        helpers.BatchManhattan([p], lr=-1.0)
+        weight_symmetry.BatchManhattan([p], lr=-1.0)
 
 
 def _single_models(net, m, widths):
@@ -145,7 +147,7 @@ def _single_models(net, m, widths):
     v = net.variants[m]
     layers = []
     for l, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
-        lin = helpers.FeedbackLinear(a, b, feedback=v.feedback, q=v.q, dtype=torch.float64)
+        lin = weight_symmetry.FeedbackLinear(a, b, feedback=v.feedback, q=v.q, dtype=torch.float64)
         with torch.no_grad():
             lin.weight.copy_(net.weights[l][m])
             lin.bias.copy_(net.biases[l][m, 0])
@@ -172,7 +174,7 @@ def test_batched_gradients_equal_single_feedback_linear(rule):
     for m in range(len(variants)):
         single = _single_models(net, m, widths)
         nn.functional.cross_entropy(single(x[m]), y[m]).backward()
-        lins = [layer for layer in single if isinstance(layer, helpers.FeedbackLinear)]
+        lins = [layer for layer in single if isinstance(layer, FeedbackLinear)]
         for l, lin in enumerate(lins):
             assert torch.allclose(grads[l][m], lin.weight.grad, atol=1e-12), (m, l)
             assert torch.allclose(grads[len(lins) + l][m, 0], lin.bias.grad, atol=1e-12)

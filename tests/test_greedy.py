@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from helpers.greedy import (
+from helpers.topics.greedy_layerwise import (
     accuracy,
     aux_head,
     conv_block,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import helpers
-from helpers.heads import Heads, flip_matrix, pixel_grid, view_vectors
+from helpers.engine.heads import Heads, flip_matrix, pixel_grid, view_vectors
 
 ANGLES = torch.tensor([-90.0, -55.0, -20.0, 0.0, 20.0, 55.0, 90.0])
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import helpers
-from helpers.hebbian import _generalized_hebbian, _orders, principal_components
+from helpers.topics import mirror_symmetry as ms
+from helpers.topics.mirror_symmetry import _generalized_hebbian, _orders, principal_components
 
 ANGLES = torch.arange(-90.0, 91.0, 15.0)
 
@@ -26,20 +27,20 @@ def top_eigenvectors(X, k):
 def test_oja_converges_to_the_top_eigenvector_of_eigh():
     spectrum = [1.0, 0.4, 0.25, 0.15, 0.1, 0.05, 0.05, 0.02]
     X = gapped_samples(6, 300, 8, spectrum, seed=0) / 2
-    w = helpers.oja(X, eta=0.01, epochs=40, seed=1)
+    w = ms.oja(X, eta=0.01, epochs=40, seed=1)
     v = top_eigenvectors(X, 1)[:, 0]
     cos = torch.nn.functional.cosine_similarity(w, v, dim=-1).abs()
     assert cos.min() >= 0.99, cos
     # Oja's decay term keeps ‖w‖ near 1
     assert torch.allclose(w.norm(dim=-1), torch.ones((), dtype=w.dtype), atol=0.05)
-    single = helpers.oja(X[2], eta=0.01, epochs=40, seed=1)
+    single = ms.oja(X[2], eta=0.01, epochs=40, seed=1)
     assert single.shape == (8,) and abs(torch.dot(single, v[2]) / single.norm()) >= 0.99
 
 
 def test_sanger_rows_converge_to_the_top_k_eigenvectors():
     spectrum = [1.0, 0.5, 0.25, 0.08, 0.05, 0.03]
     X = gapped_samples(4, 300, 6, spectrum, seed=2) / 2
-    W = helpers.sanger(X, 3, eta=0.01, epochs=80, seed=3)
+    W = ms.sanger(X, 3, eta=0.01, epochs=80, seed=3)
     V = top_eigenvectors(X, 3)
     cos = torch.nn.functional.cosine_similarity(W, V, dim=-1).abs()
     assert W.shape == (4, 3, 6) and cos.min() >= 0.99, cos
@@ -75,11 +76,11 @@ def test_msi_is_one_for_even_and_minus_one_for_odd_curves():
     gen = torch.Generator().manual_seed(0)
     even = torch.cos(theta) + theta**2 + torch.rand(1, generator=gen, dtype=torch.float64)
     odd = torch.sin(theta) + theta**3
-    msi = helpers.mirror_symmetry_index(torch.stack([even, odd]), ANGLES)
+    msi = ms.mirror_symmetry_index(torch.stack([even, odd]), ANGLES)
     assert torch.allclose(msi, torch.tensor([1.0, -1.0], dtype=torch.float64), atol=1e-12)
     perm = torch.randperm(len(ANGLES), generator=gen)  # angles in any order
-    assert helpers.mirror_symmetry_index(odd[perm], ANGLES[perm]).item() == pytest.approx(-1)
-    ramp = helpers.mirror_symmetry_index(torch.exp(theta), ANGLES).item()  # neither: in between
+    assert ms.mirror_symmetry_index(odd[perm], ANGLES[perm]).item() == pytest.approx(-1)
+    ramp = ms.mirror_symmetry_index(torch.exp(theta), ANGLES).item()  # neither: in between
     assert -1 < ramp < 1
 
 
@@ -89,38 +90,38 @@ def test_mirror_symmetric_units_on_symmetric_heads():
                                                   size=12))
     Y = helpers.view_vectors(helpers.render_heads(helpers.random_heads(3, seed=2), ANGLES,
                                                   size=12))
-    Xc, mean, scale = helpers.centre_views(X)
-    w = helpers.oja(Xc, eta=0.05, epochs=150, seed=0)
-    assert helpers.mirror_symmetry_index(helpers.unit_responses(w, Y, mean, scale),
+    Xc, mean, scale = ms.centre_views(X)
+    w = ms.oja(Xc, eta=0.05, epochs=150, seed=0)
+    assert ms.mirror_symmetry_index(ms.unit_responses(w, Y, mean, scale),
                                          ANGLES).median() > 0.95
-    view_tuned = helpers.unit_responses(Xc[:, 1], Y, mean, scale)  # one stored view per template
-    assert helpers.mirror_symmetry_index(view_tuned, ANGLES).median() < 0.5
+    view_tuned = ms.unit_responses(Xc[:, 1], Y, mean, scale)  # one stored view per template
+    assert ms.mirror_symmetry_index(view_tuned, ANGLES).median() < 0.5
 
 
 def test_unit_responses_match_the_formula_and_centre_views_normalises():
     gen = torch.Generator().manual_seed(1)
     X = torch.randn(3, 6, 5, generator=gen, dtype=torch.float64)
-    Xc, mean, scale = helpers.centre_views(X)
+    Xc, mean, scale = ms.centre_views(X)
     assert torch.allclose(Xc.pow(2).sum(-1).mean(-1), torch.ones(3, dtype=X.dtype))
     assert torch.allclose(Xc * scale[:, None, None] + mean[:, None], X)
     W, Y = torch.randn(3, 2, 5, generator=gen, dtype=X.dtype), torch.randn(4, 7, 5, generator=gen,
                                                                             dtype=X.dtype)
-    r = helpers.unit_responses(W, Y, mean, scale)
+    r = ms.unit_responses(W, Y, mean, scale)
     assert r.shape == (3, 2, 4, 7)
     want = (W[1, 0] @ (Y[2, 5] - mean[1]) / scale[1]) ** 2
     assert r[1, 0, 2, 5].item() == pytest.approx(want.item(), rel=1e-12)
-    assert torch.allclose(helpers.unit_responses(W[:, 0], Y, mean, scale), r[:, 0])
+    assert torch.allclose(ms.unit_responses(W[:, 0], Y, mean, scale), r[:, 0])
 
 
 @pytest.mark.parametrize("call,exc,match", [
-    (lambda X: helpers.oja(X, eta=0.0, epochs=1, seed=0), ValueError, "eta"),
-    (lambda X: helpers.oja(X, eta=-1e-3, epochs=1, seed=0), ValueError, "eta"),
-    (lambda X: helpers.oja(X, eta=float("nan"), epochs=1, seed=0), TypeError, "eta"),
-    (lambda X: helpers.oja(X, eta=0.1, epochs=0, seed=0), ValueError, "epochs"),
-    (lambda X: helpers.oja(X.numpy(), eta=0.1, epochs=1, seed=0), TypeError, "X"),
-    (lambda X: helpers.oja(X[0, 0], eta=0.1, epochs=1, seed=0), ValueError, "X"),
-    (lambda X: helpers.sanger(X, 0, eta=0.1, epochs=1, seed=0), ValueError, "k"),
-    (lambda X: helpers.sanger(X, 2, eta=0.0, epochs=1, seed=0), ValueError, "eta"),
+    (lambda X: ms.oja(X, eta=0.0, epochs=1, seed=0), ValueError, "eta"),
+    (lambda X: ms.oja(X, eta=-1e-3, epochs=1, seed=0), ValueError, "eta"),
+    (lambda X: ms.oja(X, eta=float("nan"), epochs=1, seed=0), TypeError, "eta"),
+    (lambda X: ms.oja(X, eta=0.1, epochs=0, seed=0), ValueError, "epochs"),
+    (lambda X: ms.oja(X.numpy(), eta=0.1, epochs=1, seed=0), TypeError, "X"),
+    (lambda X: ms.oja(X[0, 0], eta=0.1, epochs=1, seed=0), ValueError, "X"),
+    (lambda X: ms.sanger(X, 0, eta=0.1, epochs=1, seed=0), ValueError, "k"),
+    (lambda X: ms.sanger(X, 2, eta=0.0, epochs=1, seed=0), ValueError, "eta"),
 ])
 def test_rules_reject_bad_input(call, exc, match):
     X = torch.randn(2, 5, 3, dtype=torch.float64)
@@ -133,20 +134,20 @@ def test_non_finite_data_raises(bad):
     X = torch.randn(5, 3, dtype=torch.float64)
     X[2, 1] = bad
     with pytest.raises(ValueError, match="non-finite"):
-        helpers.oja(X, eta=0.1, epochs=1, seed=0)
+        ms.oja(X, eta=0.1, epochs=1, seed=0)
     with pytest.raises(ValueError, match="non-finite"):
-        helpers.sanger(X, 2, eta=0.1, epochs=1, seed=0)
+        ms.sanger(X, 2, eta=0.1, epochs=1, seed=0)
     r = torch.ones(len(ANGLES), dtype=torch.float64)
     r[3] = bad
     with pytest.raises(ValueError, match="non-finite"):
-        helpers.mirror_symmetry_index(r, ANGLES)
+        ms.mirror_symmetry_index(r, ANGLES)
 
 
 def test_msi_rejects_angles_not_symmetric_about_zero():
     angles = torch.tensor([-60.0, -30.0, 0.0, 30.0, 45.0])
     with pytest.raises(ValueError, match="symmetric about 0"):
-        helpers.mirror_symmetry_index(torch.rand(5), angles)
+        ms.mirror_symmetry_index(torch.rand(5), angles)
     with pytest.raises(ValueError, match="one value per angle"):
-        helpers.mirror_symmetry_index(torch.rand(4), ANGLES)
-    flat = helpers.mirror_symmetry_index(torch.ones(len(ANGLES)), ANGLES)
+        ms.mirror_symmetry_index(torch.rand(4), ANGLES)
+    flat = ms.mirror_symmetry_index(torch.ones(len(ANGLES)), ANGLES)
     assert torch.isnan(flat)  # a flat curve has no defined correlation

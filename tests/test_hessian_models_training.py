@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import helpers
+from helpers.topics import implicit_bias as ib
 
 
 def test_loss_hessian_of_linear_least_squares_is_gram_matrix():
@@ -62,7 +63,7 @@ def test_deep_linear_end_to_end_and_min_norm_bias():
                               steps=4000, record_every=1000)
     assert len(losses) == 4 and losses[-1] < 1e-12
     beta = net.end_to_end()[0].detach()
-    ref = helpers.min_norm_solution(X, y)
+    ref = ib.min_norm_solution(X, y)
     assert (beta - ref).norm() / ref.norm() < 0.02
     with pytest.raises(ValueError, match="init_scale"):
         helpers.DeepLinear([2, 2], init_scale=0)

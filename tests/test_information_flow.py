@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.information_flow import (
+from helpers.topics.information_flow import (
     NoisyTanhNet,
     binned_entropy,
     clustered_centres,

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from helpers.isoperimetry import (
+from helpers.topics.adversarial_noise import (
     cdf_gap,
     error_sets,
     isoperimetric_cdf,

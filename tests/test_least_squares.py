@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from helpers.topics.implicit_bias.least_squares import early_stopping_ridge_gap
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import helpers
-from helpers.least_squares import early_stopping_ridge_gap
+from helpers.topics import implicit_bias as ib
 
 
 def problem(n=6, d=15, seed=0):
@@ -20,40 +20,40 @@ def problem(n=6, d=15, seed=0):
 def test_min_norm_matches_numpy_lstsq():
     X, y, _ = problem()
     ref = np.linalg.lstsq(X.numpy(), y.numpy(), rcond=None)[0]  # numpy returns min-norm
-    assert np.allclose(helpers.min_norm_solution(X, y).numpy(), ref, atol=1e-12)
+    assert np.allclose(ib.min_norm_solution(X, y).numpy(), ref, atol=1e-12)
 
 
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(1, 8), extra=st.integers(1, 8), seed=st.integers(0, 10_000))
 def test_gd_converges_to_pinv_plus_null_part(n, extra, seed):
     X, y, w0 = problem(n, n + extra, seed)
-    eta = 0.9 * helpers.stability_limit(X)
-    w = helpers.gd_least_squares(X, y, eta=eta, steps=0, w0=w0)
+    eta = 0.9 * ib.stability_limit(X)
+    w = ib.gd_least_squares(X, y, eta=eta, steps=0, w0=w0)
     assert torch.equal(w, w0)
     S = torch.linalg.svdvals(X)
     rate = (1 - eta * S**2).abs().max().item()  # slowest contraction over the row space
     steps = int(np.ceil(np.log(1e-13) / np.log(rate))) + 1
-    w = helpers.gd_least_squares(X, y, eta=eta, steps=min(steps, 200_000), w0=w0)
-    target = helpers.min_norm_solution(X, y) + helpers.null_space_projector(X) @ w0
+    w = ib.gd_least_squares(X, y, eta=eta, steps=min(steps, 200_000), w0=w0)
+    target = ib.min_norm_solution(X, y) + ib.null_space_projector(X) @ w0
     assert torch.allclose(w, target, atol=1e-8 * max(1.0, target.norm().item()))
 
 
 def test_closed_form_matches_iterates():
     X, y, w0 = problem()
-    eta = 0.7 * helpers.stability_limit(X)
+    eta = 0.7 * ib.stability_limit(X)
     ts = [0, 1, 2, 5, 50]
-    _, W = helpers.gd_least_squares(X, y, eta=eta, steps=50, w0=w0, record_at=ts)
-    C = helpers.gd_closed_form(X, y, eta=eta, ts=torch.tensor(ts), w0=w0)
+    _, W = ib.gd_least_squares(X, y, eta=eta, steps=50, w0=w0, record_at=ts)
+    C = ib.gd_closed_form(X, y, eta=eta, ts=torch.tensor(ts), w0=w0)
     assert W.shape == (5, 15) and torch.allclose(W, C, rtol=0, atol=1e-12)
 
 
 def test_stability_limit_is_enforced_and_real():
     X, y, _ = problem()
-    limit = helpers.stability_limit(X)
+    limit = ib.stability_limit(X)
     assert limit == pytest.approx(2 / np.linalg.norm(X.numpy(), 2) ** 2)
     with pytest.raises(ValueError, match="stability limit"):
-        helpers.gd_least_squares(X, y, eta=1.01 * limit, steps=3)
-    w = helpers.gd_least_squares(X, y, eta=1.1 * limit, steps=300, allow_unstable=True)
+        ib.gd_least_squares(X, y, eta=1.01 * limit, steps=3)
+    w = ib.gd_least_squares(X, y, eta=1.1 * limit, steps=300, allow_unstable=True)
     assert w.norm() > 1e6  # it really diverges above the limit
 
 
@@ -65,28 +65,28 @@ def test_stability_limit_is_enforced_and_real():
 def test_bad_arguments(kwargs, match):
     X, y, _ = problem()
     with pytest.raises(ValueError, match=match):
-        helpers.gd_least_squares(X, y, **kwargs)
+        ib.gd_least_squares(X, y, **kwargs)
 
 
 def test_bad_shapes():
     X, y, _ = problem()
     with pytest.raises(ValueError, match="y must have shape"):
-        helpers.min_norm_solution(X, y[:-1])
+        ib.min_norm_solution(X, y[:-1])
     with pytest.raises(ValueError, match="2-D"):
-        helpers.min_norm_solution(X[0], y)
+        ib.min_norm_solution(X[0], y)
     with pytest.raises(TypeError):
-        helpers.min_norm_solution(X.numpy(), y)
+        ib.min_norm_solution(X.numpy(), y)
 
 
 def test_ridge_matches_normal_equations_and_tends_to_min_norm():
     X, y, _ = problem()
     lam = 0.3
     ref = np.linalg.solve(X.T.numpy() @ X.numpy() + lam * np.eye(15), X.T.numpy() @ y.numpy())
-    assert np.allclose(helpers.ridge_solution(X, y, lam).numpy(), ref, atol=1e-10)
-    assert torch.allclose(helpers.ridge_solution(X, y, 1e-12), helpers.min_norm_solution(X, y),
+    assert np.allclose(ib.ridge_solution(X, y, lam).numpy(), ref, atol=1e-10)
+    assert torch.allclose(ib.ridge_solution(X, y, 1e-12), ib.min_norm_solution(X, y),
                           atol=1e-8)
     with pytest.raises(ValueError, match="lam"):
-        helpers.ridge_solution(X, y, 0.0)
+        ib.ridge_solution(X, y, 0.0)
 
 
 def test_early_stopping_gap_bound_holds_on_a_path():
@@ -96,8 +96,8 @@ def test_early_stopping_gap_bound_holds_on_a_path():
     X, y, _ = problem(10, 40, 3)
     eta = 0.2 / torch.linalg.matrix_norm(X, 2).item() ** 2
     ts = [1, 3, 10, 30, 100, 300, 1000, 3000]
-    _, W = helpers.gd_least_squares(X, y, eta=eta, steps=3000, record_at=ts)
-    R = torch.stack([helpers.ridge_solution(X, y, 1 / (eta * t)) for t in ts])
+    _, W = ib.gd_least_squares(X, y, eta=eta, steps=3000, record_at=ts)
+    R = torch.stack([ib.ridge_solution(X, y, 1 / (eta * t)) for t in ts])
     gap = ((W - R).norm(dim=1) / R.norm(dim=1)).max().item()
     assert 0.1 < gap <= early_stopping_ridge_gap(0.2)
     with pytest.raises(ValueError, match="x_max"):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from helpers import check_claim, load_ledger, start_chapter
-from helpers.ledger import claims_dir, format_table, main
+from helpers.core.ledger import claims_dir, format_table, main
 
 
 def test_passing_claim_is_recorded(capsys):

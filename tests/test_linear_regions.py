@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-import helpers.linear_regions as lr
+import helpers.topics.linear_regions as lr
 
 
 def _segments(B, d, seed):

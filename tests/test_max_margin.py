@@ -5,18 +5,18 @@ import pytest
 import torch
 from sklearn.svm import SVC
 
-import helpers
+from helpers.topics import implicit_bias as ib
 
 
 def test_separable_data_has_the_margin():
-    X, y = helpers.separable_data(60, 4, margin=0.3, seed=1)
+    X, y = ib.separable_data(60, 4, margin=0.3, seed=1)
     assert X.shape == (60, 4) and set(y.tolist()) == {-1.0, 1.0}
-    svm = helpers.hard_margin_svm(X, y)
+    svm = ib.hard_margin_svm(X, y)
     assert (y * (X @ svm)).min() >= 1 - 1e-6
 
 
 def test_svm_matches_sklearn_hard_margin():
-    X, y = helpers.separable_data(40, 3, margin=0.2, seed=2)
+    X, y = ib.separable_data(40, 3, margin=0.2, seed=2)
     # sklearn's SVC always fits an intercept. Adding the mirrored points (-x, -y) makes the
     # problem symmetric through the origin, which forces the intercept to zero and leaves the
     # same hard-margin solution as the origin-constrained one.
@@ -24,7 +24,7 @@ def test_svm_matches_sklearn_hard_margin():
     ys = torch.cat([y, -y]).numpy()
     ref = SVC(kernel="linear", C=1e8, tol=1e-10).fit(Xs, ys)
     assert abs(ref.intercept_[0]) < 1e-6
-    w = helpers.hard_margin_svm(X, y).numpy()
+    w = ib.hard_margin_svm(X, y).numpy()
     assert np.allclose(w, ref.coef_[0], rtol=1e-4, atol=1e-6)
 
 
@@ -32,20 +32,20 @@ def test_svm_rejects_non_separable():
     X = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
     y = torch.tensor([1.0, -1.0], dtype=torch.float64)
     with pytest.raises(ValueError, match="separable"):
-        helpers.hard_margin_svm(X, y)
+        ib.hard_margin_svm(X, y)
 
 
 def test_logistic_gd_batched_equals_single_and_turns_to_svm():
-    data = [helpers.separable_data(30, 3, margin=0.2, seed=s) for s in range(3)]
+    data = [ib.separable_data(30, 3, margin=0.2, seed=s) for s in range(3)]
     X = torch.stack([a for a, _ in data])
     y = torch.stack([b for _, b in data])
     cps = [10, 1000, 20000]
-    W = helpers.logistic_gd(X, y, eta=2.0, checkpoints=cps)
+    W = ib.logistic_gd(X, y, eta=2.0, checkpoints=cps)
     assert W.shape == (3, 3, 3)
-    single = helpers.logistic_gd(X[1], y[1], eta=2.0, checkpoints=cps)
+    single = ib.logistic_gd(X[1], y[1], eta=2.0, checkpoints=cps)
     assert torch.allclose(W[:, 1], single, atol=1e-12)
-    svm = torch.stack([helpers.hard_margin_svm(a, b) for a, b in data])
-    ang = helpers.angle_degrees(W, svm[None])
+    svm = torch.stack([ib.hard_margin_svm(a, b) for a, b in data])
+    ang = ib.angle_degrees(W, svm[None])
     assert ang[-1].max() < 5 and ang[-1].mean() < ang[0].mean()
     assert (W[-1].norm(dim=-1) > W[1].norm(dim=-1)).all()
 
@@ -54,14 +54,14 @@ def test_logistic_gd_batched_equals_single_and_turns_to_svm():
     (dict(eta=0.0, checkpoints=[1]), "eta"), (dict(eta=1.0, checkpoints=[5, 5]), "checkpoints"),
 ])
 def test_logistic_gd_bad_input(kwargs, match):
-    X, y = helpers.separable_data(10, 2, seed=0)
+    X, y = ib.separable_data(10, 2, seed=0)
     with pytest.raises(ValueError, match=match):
-        helpers.logistic_gd(X, y, **kwargs)
+        ib.logistic_gd(X, y, **kwargs)
     with pytest.raises(ValueError, match="labels"):
-        helpers.logistic_gd(X, y * 2, eta=1.0, checkpoints=[1])
+        ib.logistic_gd(X, y * 2, eta=1.0, checkpoints=[1])
 
 
 def test_angle_degrees():
     a = torch.tensor([1.0, 0.0])
-    assert helpers.angle_degrees(a, torch.tensor([0.0, 2.0])).item() == pytest.approx(90)
-    assert helpers.angle_degrees(a, torch.tensor([3.0, 0.0])).item() == pytest.approx(0, abs=1e-6)
+    assert ib.angle_degrees(a, torch.tensor([0.0, 2.0])).item() == pytest.approx(90)
+    assert ib.angle_degrees(a, torch.tensor([3.0, 0.0])).item() == pytest.approx(0, abs=1e-6)

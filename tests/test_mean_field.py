@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.integrate import quad
 
-from helpers import mean_field as mf
+from helpers.topics import edge_of_chaos as mf
 
 
 def quad_expectation(f, q):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import helpers.monotone as mo
+import helpers.topics.negative_weights as mo
 
 
 def test_forward_matches_a_plain_loop():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import helpers
-from helpers.neural_collapse import (
+from helpers.topics.square_loss import (
     batched_hidden_features,
     class_means,
     conv_toeplitz,

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import helpers
-from helpers.normalization import (
+from helpers.topics.streaming_normalisation.backprop import fast_forward, fast_grads, norm_spec
+from helpers.topics.streaming_normalisation.normalization import (
     StreamState,
     _forward,
     _init_params,
@@ -15,7 +16,6 @@ from helpers.normalization import (
     streaming_normalize,
     train_online,
 )
-from helpers.streaming_backprop import fast_forward, fast_grads, norm_spec
 
 
 def test_lp_stats_match_numpy_style_oracles():

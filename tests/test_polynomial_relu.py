@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import helpers
-from helpers.polynomial_relu import (
+from helpers.topics.degenerate_minima import (
     PolyReLU,
     eval_polynomial,
     filter_normalised_direction,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import helpers
-from helpers.recurrent_resnet import (
+from helpers.topics.resnet_rnn import (
     ResidualStack,
     classifier_accuracy,
     rnn_unroll,

@@ -91,7 +91,7 @@ def test_cache_key_tracks_settings_and_refresh_clears(tmp_path, monkeypatch):
 
 
 def test_digits_split_is_seeded_standardised_and_disjoint():
-    from helpers.data import bundled, digits
+    from helpers.engine.data import bundled, digits
 
     a, b = digits(seed=3), digits(seed=3)
     assert torch.equal(a.x_train, b.x_train) and a.n_classes == 10

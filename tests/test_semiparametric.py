@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-import helpers.semiparametric as sp
+import helpers.topics.semiparametric as sp
 
 
 def test_simulation_has_known_effect_and_overlap():

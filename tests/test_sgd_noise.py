@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import helpers
-from helpers.sgd_noise import (
+from helpers.topics.sgd_noise import (
     equal_trace_noises,
     expected_loss_increase,
     first_order_increase,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import signal_propagation as prop
+from helpers.topics import pathological_networks as prop
 
 
 def test_effective_rank_oracles():

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from helpers.spectra import (
+from helpers.topics.heavy_tails import (
     count_spikes,
     esd,
     fit_power_law,

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import helpers
-from helpers.sublevel_paths import (
+from helpers.topics.sublevel_sets import (
     OneHidden,
     constructed_path,
     hidden_features,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from helpers.teacher_student import (
+from helpers.topics.teacher_student import (
     Teacher,
     batch_norm_train,
     best_correlations,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from helpers.trace_rule import (
+from helpers.topics.temporal_association.trace_rule import (
     foldiak_trace,
     foldiak_trace_batched,
     invariance_index,
@@ -15,7 +15,7 @@ from helpers.trace_rule import (
     trace_sweep,
     winners,
 )
-from helpers.videos import make_videos
+from helpers.topics.temporal_association.videos import make_videos
 
 
 def test_template_codes_keep_the_best_matches():

@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from helpers.videos import backgrounds, cluttered, frame_table, make_videos, object_templates
+from helpers.topics.temporal_association.videos import (
+    backgrounds,
+    cluttered,
+    frame_table,
+    make_videos,
+    object_templates,
+)
 
 
 @pytest.fixture(scope="module")

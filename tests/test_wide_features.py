@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.wide_features import (
+from helpers.topics.wide_layers import (
     WideCNN,
     distinct_digits,
     numerical_rank,

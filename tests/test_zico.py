@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import helpers
-import helpers.zico as hz
+import helpers.topics.zico as hz
 
 
 def test_layer_term_against_numpy():

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import torch
 
-from .batched import BatchedMLP, train_batched, train_one
-from .data import digits
-from .models import MLP
-from .seeding import one_cpu_thread
+from helpers.core.seeding import one_cpu_thread
+from helpers.engine.batched import BatchedMLP, train_batched, train_one
+from helpers.engine.data import digits
+from helpers.engine.models import MLP
 
 WIDTHS = [64, 64, 64, 10]
 
@@ -192,7 +192,7 @@ def chapter_notebooks(root: Path) -> list[Path]:
 
 def run(root: Path, *, notebooks: bool = True, notebook_threads: int | None = None) -> dict:
     """Measure everything; returns the JSON-ready report."""
-    from .config import get_config
+    from helpers.core.config import get_config
 
     cfg = get_config()
     report: dict = {

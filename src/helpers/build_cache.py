@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .config import read_device, read_mode, read_seed
+from helpers.core.config import read_device, read_mode, read_seed
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 

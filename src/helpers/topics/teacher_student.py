@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .progress import progress
+from helpers.core.progress import progress
 
 
 def batch_norm_train(x: Tensor, eps: float = 0.0) -> Tensor:

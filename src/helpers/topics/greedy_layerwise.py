@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from .seeding import one_cpu_thread
+from helpers.core.seeding import one_cpu_thread
 
 Tensor = torch.Tensor
 

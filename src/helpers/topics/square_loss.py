@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .batched import BatchedMLP
+from helpers.engine.batched import BatchedMLP
 
 Tensor = torch.Tensor
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 
-from . import ledger
-from .config import BookConfig, get_config
-from .plotting import use_book_style
-from .seeding import configure_threads, seed_everything
+from helpers.core import ledger
+from helpers.core.config import BookConfig, get_config
+from helpers.core.plotting import use_book_style
+from helpers.core.seeding import configure_threads, seed_everything
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 

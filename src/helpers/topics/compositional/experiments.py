@@ -8,8 +8,8 @@ at every node of a binary tree, e.g. for n = 8
 Mhaskar, Liao & Poggio (arXiv:1603.00988) and Poggio et al. (arXiv:1611.00740) show that a
 shallow network needs N = O(ε^(−n/m)) units to approximate such an f (of smoothness m) to
 accuracy ε, a deep network with the same tree only N = O((n − 1) ε^(−2/m)). The experiment here
-trains a :class:`~helpers.compositional_models.TreeNet` and a
-:class:`~helpers.compositional_models.ShallowNet` with the same parameter count and the same
+trains a :class:`~helpers.topics.compositional.models.TreeNet` and a
+:class:`~helpers.topics.compositional.models.ShallowNet` with the same parameter count and the same
 training budget on such a target, with the tree either matched to the target's or not.
 
 Introduced in the chapter "Deep vs shallow networks on compositional functions".
@@ -23,8 +23,12 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .compositional_models import ShallowNet, TreeNet, tree_levels
-from .seeding import one_cpu_thread
+from helpers.core.seeding import one_cpu_thread
+from helpers.topics.compositional.models import (
+    ShallowNet,
+    TreeNet,
+    pairing_permutation,
+)
 
 Constituent = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -35,28 +39,6 @@ CONSTITUENTS: dict[str, Constituent] = {
     "quadratic": lambda a, b: a * a + b * b - 1,  # a² + b² − 1: even in each argument
     "additive": lambda a, b: torch.tanh(a + b),  # tanh(a + b): a ridge function at each node
 }
-
-
-def pairing_permutation(n_inputs: int, pairing: str | Sequence[int] = "matched") -> list[int]:
-    """The order π in which the target's tree reads the inputs: f(x) = tree_h(x_π(1), …, x_π(n)).
-
-    ``"matched"`` is the identity (the tree of :class:`TreeNet`); ``"mismatched"`` is the
-    bit-reversal permutation, under which any two inputs that share a node of the network's
-    tree below the root meet only at the root of the target's tree. A sequence is taken as
-    an explicit permutation of ``range(n_inputs)``.
-    """
-    levels = tree_levels(n_inputs)
-    if isinstance(pairing, str):
-        if pairing == "matched":
-            return list(range(n_inputs))
-        if pairing == "mismatched":
-            return [int(format(i, f"0{levels}b")[::-1], 2) for i in range(n_inputs)]
-        raise ValueError(f"pairing must be 'matched', 'mismatched' or a permutation, "
-                         f"got {pairing!r}")
-    perm = [int(i) for i in pairing]
-    if sorted(perm) != list(range(n_inputs)):
-        raise ValueError(f"pairing must be a permutation of range({n_inputs}), got {pairing!r}")
-    return perm
 
 
 def check_constituent(h: Constituent | str) -> Constituent:
@@ -132,7 +114,7 @@ FULL = Budget(reps=6, steps=5000, batch=512, n_test=65_536)
 def budget_for(mode: str | None = None, **overrides) -> Budget:
     """``QUICK`` or ``FULL`` (``mode=None`` reads ``BOOK_MODE``), with overrides."""
     if mode is None:
-        from .config import get_config
+        from helpers.core.config import get_config
 
         mode = get_config().mode
     if mode not in ("quick", "full"):
@@ -163,7 +145,7 @@ def _train_widths(targets: Sequence[Callable[[torch.Tensor], torch.Tensor]], ks:
     by side, with the loss summed over all networks and one element-wise Adam, gives each the
     same updates as one run per width while paying the per-step overhead once.
     """
-    from .progress import progress
+    from helpers.core.progress import progress
 
     if not targets:
         raise ValueError("targets must hold at least one target function")
@@ -225,7 +207,7 @@ def train_deep_and_shallow(targets: Sequence[Callable[[torch.Tensor], torch.Tens
 def _device(device: torch.device | str | None) -> torch.device | str:
     if device is not None:
         return device
-    from .config import get_config
+    from helpers.core.config import get_config
 
     return get_config().device
 

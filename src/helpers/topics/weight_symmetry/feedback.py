@@ -21,7 +21,7 @@ rest −1, so ``q`` is the fraction of feedback signs that agree with W: q = 1 i
 its negation. Magnitudes M are |N(0, 1)|, whose second moment 1 equals that of ``sign``.
 
 Introduced in the chapter "How important is weight symmetry in backpropagation?"; the batched
-training of many such networks at once lives in :mod:`helpers.feedback_training`.
+training of many such networks at once lives in :mod:`helpers.topics.weight_symmetry.training`.
 """
 
 from __future__ import annotations

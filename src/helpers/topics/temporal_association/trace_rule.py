@@ -27,8 +27,13 @@ from typing import Any
 
 import torch
 
-from .progress import progress
-from .videos import Videos, cluttered, frame_table, object_templates
+from helpers.core.progress import progress
+from helpers.topics.temporal_association.videos import (
+    Videos,
+    cluttered,
+    frame_table,
+    object_templates,
+)
 
 Tensor = torch.Tensor
 

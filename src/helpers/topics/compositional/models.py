@@ -231,6 +231,28 @@ class ShallowNet(_Batched):
         return out[..., 0, :]  # (..., B)
 
 
+def pairing_permutation(n_inputs: int, pairing: str | Sequence[int] = "matched") -> list[int]:
+    """The order π in which the target's tree reads the inputs: f(x) = tree_h(x_π(1), …, x_π(n)).
+
+    ``"matched"`` is the identity (the tree of :class:`TreeNet`); ``"mismatched"`` is the
+    bit-reversal permutation, under which any two inputs that share a node of the network's
+    tree below the root meet only at the root of the target's tree. A sequence is taken as
+    an explicit permutation of ``range(n_inputs)``.
+    """
+    levels = tree_levels(n_inputs)
+    if isinstance(pairing, str):
+        if pairing == "matched":
+            return list(range(n_inputs))
+        if pairing == "mismatched":
+            return [int(format(i, f"0{levels}b")[::-1], 2) for i in range(n_inputs)]
+        raise ValueError(f"pairing must be 'matched', 'mismatched' or a permutation, "
+                         f"got {pairing!r}")
+    perm = [int(i) for i in pairing]
+    if sorted(perm) != list(range(n_inputs)):
+        raise ValueError(f"pairing must be a permutation of range({n_inputs}), got {pairing!r}")
+    return perm
+
+
 def draw_tree(ax, n_inputs: int = 8, pairing: str | Sequence[int] = "matched",
               title: str | None = None) -> None:
     """Draw the target's binary tree: leaves x_π(i) at the bottom, one ``h`` per node.
@@ -238,8 +260,7 @@ def draw_tree(ax, n_inputs: int = 8, pairing: str | Sequence[int] = "matched",
     Leaves are coloured by the network's first-level node that reads them ((x1, x2) alike,
     (x3, x4) alike, …), so a matched tree has same-coloured siblings and a mismatched one not.
     """
-    from .compositional import pairing_permutation
-    from .plotting import PALETTE
+    from helpers.core.plotting import PALETTE
 
     perm, levels = pairing_permutation(n_inputs, pairing), tree_levels(n_inputs)
     xs = [float(i) for i in range(n_inputs)]

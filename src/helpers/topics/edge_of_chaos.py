@@ -31,7 +31,7 @@ ACTIVATIONS = ("relu", "tanh")
 _H, _Z_MAX = 0.3, 9.0  # trapezoid step scale and range in z: errors below 1e-14 (see _nodes)
 
 # Series of sqrt(δ(2−δ)) − (1−δ)·arccos(1−δ) in x = sqrt(δ/2) (sympy, in the chapter).
-_GAP_SERIES = (8 / 3, 4 / 15, 3 / 35, 5 / 126, 35 / 1584, 63 / 4576, 77 / 8320)
+GAP_SERIES = (8 / 3, 4 / 15, 3 / 35, 5 / 126, 35 / 1584, 63 / 4576, 77 / 8320)
 
 
 def _check_activation(activation: str) -> str:
@@ -148,7 +148,7 @@ def relu_correlation_map(c) -> np.ndarray:
 def _relu_gap(delta: np.ndarray) -> np.ndarray:
     """π (f(c) − c) = √(δ(2 − δ)) − (1 − δ) arccos(1 − δ), series below δ = 0.02."""
     x = np.sqrt(delta / 2)
-    series = sum(a * x ** (2 * k + 3) for k, a in enumerate(_GAP_SERIES))
+    series = sum(a * x ** (2 * k + 3) for k, a in enumerate(GAP_SERIES))
     exact = np.sqrt(delta * (2 - delta)) - (1 - delta) * 2 * np.arcsin(np.minimum(x, 1))
     return np.where(delta < 0.02, series, exact)
 

@@ -1,15 +1,18 @@
 """Streaming normalisation's training step with its gradients written out by hand.
 
-R feedforward runs train side by side in :func:`helpers.train_online`, activations (R, B, width);
+R feedforward runs train side by side in
+:func:`helpers.topics.streaming_normalisation.train_online`, activations (R, B, width);
 each hidden layer computes h = relu(γ · u + β) with u = N(z) the normalisation of
-:mod:`helpers.normalization` and s = σ_p its scale. The backward pass through N is
+:mod:`helpers.topics.streaming_normalisation.normalization` and s = σ_p its scale. The
+backward pass through N is
 
     ∂L/∂z = (g − G − H (φ_p(u) − Φ)) / s,
 
 with G, H, Φ the batch means of g, g·u and φ_p(u) (batch norm), their running averages kept in
-:class:`helpers.normalization.StreamState` (streaming norm), or zero (naive running statistics,
-or none). Runs of different kinds share one pass through masks. A unit test checks every kind
-and p against autograd through :func:`helpers.normalization.streaming_normalize`.
+:class:`helpers.topics.streaming_normalisation.state.StreamState` (streaming norm), or zero
+(naive running statistics, or none). Runs of different kinds share one pass through masks. A
+unit test checks every kind and p against autograd through
+:func:`helpers.topics.streaming_normalisation.normalization.streaming_normalize`.
 
 Introduced in the chapter "Streaming normalisation" (book/depth/streaming_normalisation).
 """
@@ -17,12 +20,10 @@ Introduced in the chapter "Streaming normalisation" (book/depth/streaming_normal
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
-if TYPE_CHECKING:
-    from .normalization import StreamState
+from helpers.topics.streaming_normalisation.state import StreamState
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Each model m is an MLP ``widths[0] → … → widths[-1]`` (ReLU) trained with its own feedback
 variant, concordance q, update rule and seed; all of them share one Python loop, their weights
 stacked along a leading model dimension (``(M, out, in)``) and multiplied with batched matmuls
-through :func:`helpers.feedback.feedback_matmul`. Update rules (Liao, Leibo & Poggio 2016):
+through :func:`helpers.topics.weight_symmetry.feedback.feedback_matmul`. Update rules
+(Liao, Leibo & Poggio 2016):
 
 * ``"sgd"``: θ ← θ − η g;
 * ``"bn"``: batch normalisation (learned γ, β) after every hidden linear layer, θ ← θ − η g;
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .feedback import (
+from helpers.topics.weight_symmetry.feedback import (
     check_feedback,
     concordance_mask,
     feedback_matmul,

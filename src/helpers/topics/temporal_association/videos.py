@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .heads import random_heads, render_heads
+from helpers.engine.heads import random_heads, render_heads
 
 Tensor = torch.Tensor
 

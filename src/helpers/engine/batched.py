@@ -5,8 +5,9 @@ leading model axis, W_l of shape (K, out, in), so one forward pass is a few batc
 products, ``H_l = φ(W_l H_{l-1} + b_l)`` with ``torch.baddbmm``, activations kept as
 (K, width, n) (see :meth:`BatchedMLP.forward_t`). The models share nothing but
 the data; since the total loss is the sum of the per-model losses, each model gets exactly its
-own gradient (computed by the hand-written pass of :mod:`helpers.batched_backprop` for ReLU and
-tanh networks, by autograd for any other activation), and the update
+own gradient (computed by the hand-written pass of
+:mod:`helpers.engine.batched_backprop` for ReLU and tanh networks, by autograd for any other
+activation), and the update
 
     W_k ← W_k − η_k (∇L_k(W_k) + λ_k W_k)
 
@@ -27,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batched_backprop import Workspace, loss_and_grads, make_batch, supported
-from .models import MLP
+from helpers.engine.batched_backprop import Workspace, loss_and_grads, make_batch, supported
+from helpers.engine.models import MLP
 
 Tensor = torch.Tensor
 LOSSES = ("cross_entropy", "mse")
@@ -217,7 +218,7 @@ def train_batched(model: BatchedMLP, x: Tensor, y: Tensor, *, lr: float | Sequen
             one run).
         record_every: record the per-model training losses every so many steps (0: last only).
 
-    ReLU and tanh networks use the hand-written pass of ``helpers.batched_backprop``; on a
+    ReLU and tanh networks use the hand-written pass of ``helpers.engine.batched_backprop``; on a
     CPU with T intra-op threads the models are split into T groups trained side by side, one
     core each (``_descend_in_threads``). Other activations run autograd on all K at once.
     """
@@ -290,7 +291,7 @@ class _Group:
 
 
 def _hand_written(group: _Group, model: BatchedMLP, loss: str):
-    """Per-step gradients of ``group`` by :func:`helpers.batched_backprop.loss_and_grads`."""
+    """Per-step gradients of ``group`` by :func:`helpers.engine.batched_backprop.loss_and_grads`."""
     state = {"batch": None, "workspace": Workspace()}  # a full batch is padded once
 
     def grads(xb, yb, idx, record):

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .streaming_backprop import fast_forward, fast_grads, norm_spec
+from helpers.topics.streaming_normalisation.backprop import fast_forward, fast_grads, norm_spec
+from helpers.topics.streaming_normalisation.state import StreamState
 
 KINDS = ("none", "batch", "streaming", "naive")
 
@@ -55,30 +56,6 @@ def normalize(x: torch.Tensor, reference: str = "batch", p: float = 2.0,
         raise ValueError(f"reference must be 'batch' or 'layer', got {reference!r}")
     mu, sigma = lp_stats(x, dims[reference], p)
     return (x - mu) / (sigma + eps)
-
-
-@dataclass
-class StreamState:
-    """Running statistics of one streaming-normalised layer, for R models at once.
-
-    Forward: μ and m_p = E|x − μ|^p. Backward: G = E[g], H = E[g·u], Φ = E[φ_p(u)] with
-    φ_p(u) = sign(u)|u|^{p−1}. All have shape (R, 1, n); ``steps`` counts updates, so the first
-    updates average cumulatively (rate max(α, 1/t)) before the exponential window takes over.
-    """
-
-    mu: torch.Tensor
-    m_p: torch.Tensor
-    G: torch.Tensor
-    H: torch.Tensor
-    Phi: torch.Tensor
-    steps: int = 0
-    back_steps: int = 0
-
-    @classmethod
-    def zeros(cls, runs: int, n: int, dtype: torch.dtype = torch.float32,
-              device: torch.device | str = "cpu") -> StreamState:
-        z = lambda: torch.zeros(runs, 1, n, dtype=dtype, device=device)  # noqa: E731
-        return cls(z(), torch.ones(runs, 1, n, dtype=dtype, device=device), z(), z(), z())
 
 
 class _StreamingBackward(torch.autograd.Function):

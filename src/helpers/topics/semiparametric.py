@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from scipy.stats import norm
 
-from .batched import BatchedMLP, train_batched
+from helpers.engine.batched import BatchedMLP, train_batched
 
 Tensor = torch.Tensor
 

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batched import BatchedMLP, batched_accuracy, per_model_loss, train_batched
-from .batched import _batches as _train_batches
-from .progress import progress
+from helpers.core.progress import progress
+from helpers.engine.batched import BatchedMLP, batched_accuracy, per_model_loss, train_batched
+from helpers.engine.batched import _batches as _train_batches
 
 Tensor = torch.Tensor
 
@@ -71,7 +71,7 @@ def zico_batched(model: BatchedMLP | BatchedCNN, x: Tensor, y: Tensor, *, batch_
     Sums the layer terms of the weight tensors (not the biases), like :func:`zico_score`.
     """
     if not isinstance(model, BatchedMLP | BatchedCNN):
-        raise TypeError("model must be a helpers.BatchedMLP or a helpers.zico.BatchedCNN")
+        raise TypeError("model must be a helpers.BatchedMLP or a helpers.topics.zico.BatchedCNN")
     K, params = model.n_models, list(model.weights)
     per_batch: list[list[Tensor]] = [[] for _ in params]
     for idx in _batches(x.shape[0], batch_size, n_batches, seed):
@@ -184,7 +184,7 @@ def train_cnns(model: BatchedCNN, x: Tensor, y: Tensor, *, lr: float, steps: int
     rounding. Returns the last training loss of each model, (K,).
     """
     if not isinstance(model, BatchedCNN):
-        raise TypeError("model must be a helpers.zico.BatchedCNN")
+        raise TypeError("model must be a helpers.topics.zico.BatchedCNN")
     if steps < 1:
         raise ValueError(f"steps must be positive, got {steps}")
     params = list(model.parameters())
