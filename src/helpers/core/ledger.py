@@ -156,7 +156,7 @@ def margin(measured: float, op: str, threshold: float, rtol: float = 0.0, atol: 
     elif op == "close":
         gap = atol + rtol * abs(threshold) - abs(measured - threshold)
     else:
-        gap = -abs(measured - threshold)
+        gap = 0.0 - abs(measured - threshold)
     unit = scale if scale is not None else (abs(threshold) or 1.0)
     return gap / unit
 
