@@ -68,7 +68,7 @@ def test_chapter_shape(chapter):
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_citations_exist_in_bib(chapter):
-    bib = (ROOT / "book" / "references.bib").read_text()
+    bib = "\n".join((ROOT / f).read_text() for f in CONFIG["bibtex_bibfiles"])
     keys = set(re.findall(r"@\w+\{([^,]+),", bib))
     text = (ROOT / f"{chapter}.md").read_text()
     cited = {k.strip() for group in re.findall(r"\{cite[a-z]*\}`([^`]+)`", text)
@@ -76,6 +76,12 @@ def test_citations_exist_in_bib(chapter):
     papers = set(re.findall(r'paper="([^"]+)"', text))
     assert cited and papers, f"{chapter} cites nothing"
     assert cited | papers <= keys, f"unknown bib keys: {(cited | papers) - keys}"
+
+
+def test_bib_keys_are_unique_across_files():
+    keys = [k for f in CONFIG["bibtex_bibfiles"]
+            for k in re.findall(r"@\w+\{([^,]+),", (ROOT / f).read_text())]
+    assert sorted(k for k in set(keys) if keys.count(k) > 1) == []
 
 
 def test_ipynb_excluded_from_build_and_hidden_folders_ignored():
