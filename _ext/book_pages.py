@@ -89,17 +89,49 @@ def _link(app, fromdoc: str, todoc: str, text: str) -> nodes.reference:
     return nodes.reference("", text, refuri=uri, internal=True)
 
 
+KIND_WORDS = {"paper": "paper claims reproduced", "derived": "derived",
+              "not-reproduced": "not reproduced", "sanity": "sanity checks"}
+
+
+def _kind_counts(records: list) -> str:
+    """'2 paper claims reproduced, 1 derived, 1 not reproduced, 3 sanity checks'."""
+    from helpers.core.ledger import counts
+
+    n = counts(records)
+    return ", ".join(f"{n[k]} {KIND_WORDS[k]}" for k in KIND_WORDS if n[k])
+
+
 def _status_text(records: list) -> str:
     if not records:
         return "no claims recorded"
     failed = sum(not r.passed for r in records)
-    return (f"{len(records)} claim checks, all pass" if not failed
-            else f"{len(records)} claim checks, {failed} FAIL")
+    verdict = "all as expected" if not failed else f"{failed} FAIL"
+    return f"{_kind_counts(records)}; {verdict}"
+
+
+def _seed_sweep(app) -> dict:
+    """The published seed sweep (``book/seeds.json``), or ``{}``."""
+    import json
+
+    path = Path(app.confdir) / "book" / "seeds.json"
+    return json.loads(path.read_text()).get("chapters", {}) if path.is_file() else {}
+
+
+def _seed_text(app, chapter: str) -> str | None:
+    """'paper claims hold in 10 of 10 seeds' for a chapter of the published sweep."""
+    from helpers.seeds import chapter_line
+
+    entry = _seed_sweep(app).get(chapter)
+    return chapter_line(entry) if entry else None
+
+
+def _bib_text(app) -> str:
+    return "\n".join((Path(app.confdir) / f).read_text() for f in app.config.bibtex_bibfiles)
 
 
 def _authors_year(app, key: str) -> str:
-    """'Soudry et al. 2018' for a key of book/references.bib (the key itself if absent)."""
-    text = (Path(app.confdir) / "book" / "references.bib").read_text()
+    """'Soudry et al. 2018' for a key of the book's bibliography (the key itself if absent)."""
+    text = _bib_text(app)
     m = re.search(r"@\w+\{" + re.escape(key) + r",(.*?)\n\}", text, re.S)
     if not m:
         return key
@@ -128,15 +160,25 @@ def _header(app, docname: str, node: _placeholder) -> nodes.Node:
 
     parsed = next(iter(node.findall(nodes.paragraph)), None) if node.children else None
     item("Claim", *(parsed.children if parsed is not None else []))
-    papers = list(dict.fromkeys(r.paper for r in records))
+    papers = list(dict.fromkeys(r.paper for r in records
+                                if r.kind in ("paper", "not-reproduced")))
     if papers:
         item("Paper" + ("s" if len(papers) > 1 else ""), _link(
             app, docname, "book/bibliography",
             "; ".join(_authors_year(app, k) for k in papers)))
+    others = [k for k in dict.fromkeys(r.paper for r in records if r.kind == "derived")
+              if k not in papers]
+    if others:
+        item("Derived and classical results", _link(
+            app, docname, "book/bibliography",
+            "; ".join(_authors_year(app, k) for k in others)))
     status = _status_text(records)
     if records:
         status += f" (mode {records[0].mode}, seed {records[0].seed})"
     item("Claim checks", _link(app, docname, "book/claims_ledger", status))
+    seeds = _seed_text(app, chapter_name(docname))
+    item("Across seeds", _link(app, docname, "book/reproducibility",
+                               seeds or "not yet swept over seeds"))
     from myst_nb.sphinx_ import NbMetadataCollector
 
     exec_data = NbMetadataCollector.get_exec_data(app.env, docname) or {}
@@ -149,11 +191,11 @@ def _header(app, docname: str, node: _placeholder) -> nodes.Node:
     if used:
         api = app.builder.get_relative_uri(docname, "book/api")
         links: list[nodes.Node] = []
-        for i, name in enumerate(used):
+        for i, (shown, anchor) in enumerate(used):
             if i:
                 links.append(nodes.Text(", "))
-            links.append(nodes.reference("", "", nodes.literal("", name),
-                                         refuri=f"{api}#helpers.{name}", internal=True))
+            links.append(nodes.reference("", "", nodes.literal("", shown),
+                                         refuri=f"{api}#{anchor}", internal=True))
         item("Helpers used", *links)
     repo = app.config.html_theme_options.get("repository_url", "").rstrip("/")
     branch = app.config.html_theme_options.get("repository_branch", "main")
@@ -168,26 +210,63 @@ def _header(app, docname: str, node: _placeholder) -> nodes.Node:
     return box
 
 
-def _helpers_used(app, docname: str) -> list[str]:
-    """Public helpers the chapter's code calls (``helpers.name``), in order of first use."""
+def _api_anchor(qualified: str) -> str | None:
+    """The API page's anchor of ``helpers.name`` or ``<topic>.name`` (None if not public).
+
+    Objects are documented where they are defined: ``helpers.digits`` is
+    ``helpers.engine.data.digits``, ``resnet_rnn.rnn_unroll`` is
+    ``helpers.topics.resnet_rnn.rnn_unroll``.
+    """
+    import importlib
+
     import helpers
 
+    head, _, name = qualified.partition(".")
+    if name.startswith("_") or not name:
+        return None
+    if head == "helpers":
+        if name not in helpers.__all__:
+            return None
+        obj = getattr(helpers, name)
+    else:
+        try:
+            module = importlib.import_module(f"helpers.topics.{head}")
+        except ImportError:
+            return None
+        obj = getattr(module, name, None)
+        if obj is None:
+            return None
+    owner = getattr(obj, "__module__", None)
+    if not owner or not owner.startswith("helpers."):
+        owner = "helpers.core.ledger" if name == "KINDS" else "helpers.core.plotting"
+    return f"{owner}.{name}"
+
+
+def _helpers_used(app, docname: str) -> list[tuple[str, str]]:
+    """(name as written, API anchor) of every public helper the chapter's code calls
+    (``helpers.name`` and ``<topic>.name``), in order of first use."""
     source = Path(app.env.doc2path(docname)).read_text()
-    names = re.findall(r"\bhelpers\.([A-Za-z_]\w*)", source)
-    return [n for n in dict.fromkeys(names) if n in helpers.__all__]
+    topic = Path(docname).name
+    names = re.findall(rf"\b((?:helpers|{topic})\.[A-Za-z_]\w*)", source)
+    used = []
+    for name in dict.fromkeys(names):
+        anchor = _api_anchor(name)
+        if anchor:
+            used.append((name, anchor))
+    return used
 
 
 def _link_helper_literals(app, doctree, docname) -> None:
-    """Prose that names ``helpers.something`` links to its entry on the API page."""
+    """Prose that names ``helpers.something`` or ``<topic>.something`` links to the API page."""
     if docname == "book/api":
         return
-    import helpers
-
     api = app.builder.get_relative_uri(docname, "book/api")
+    topic = Path(docname).name
     for lit in list(doctree.findall(nodes.literal)):
-        m = re.fullmatch(r"helpers\.([A-Za-z_]\w*)(\(.*\))?", lit.astext())
-        if m and m.group(1) in helpers.__all__ and not isinstance(lit.parent, nodes.reference):
-            ref = nodes.reference("", "", refuri=f"{api}#helpers.{m.group(1)}", internal=True)
+        m = re.fullmatch(rf"((?:helpers|{topic})\.[A-Za-z_]\w*)(\(.*\))?", lit.astext())
+        anchor = _api_anchor(m.group(1)) if m else None
+        if anchor and not isinstance(lit.parent, nodes.reference):
+            ref = nodes.reference("", "", refuri=f"{api}#{anchor}", internal=True)
             lit.replace_self(ref)
             ref += lit
 
@@ -201,40 +280,84 @@ def _status(app, docname: str) -> nodes.Node:
             para = nodes.paragraph()
             para += _link(app, docname, doc, app.env.titles[doc].astext()
                           if doc in app.env.titles else doc)
-            para += nodes.Text(" — " + _status_text(_records(chapter_name(doc))))
+            text = _status_text(_records(chapter_name(doc)))
+            seeds = _seed_text(app, chapter_name(doc))
+            para += nodes.Text(" — " + text + (f"; {seeds}" if seeds else ""))
             items.append(nodes.list_item("", para))
         out += items
     return out
 
 
 def _ledger(app, docname: str) -> nodes.Node:
+    from helpers.core.ledger import KINDS, counts
+
     out = nodes.container()
-    total = failed = 0
+    every: list = []
+    overview = []
+    sections = nodes.container()
     for _, chapters in _parts(app):
         for doc in chapters:
             records = _records(chapter_name(doc))
             if not records:
                 logger.warning(f"no claims recorded for {doc}: the ledger would be partial",
                                location=docname)
-            total += len(records)
-            failed += sum(not r.passed for r in records)
+            every += records
             title = app.env.titles[doc].astext() if doc in app.env.titles else doc
+            n = counts(records)
+            overview.append(([_link(app, docname, doc, title)],
+                             [str(n[k]) for k in KINDS] + [str(sum(not r.passed
+                                                                  for r in records))]))
             head = nodes.paragraph()
             head += nodes.strong("", "")
             head[0] += _link(app, docname, doc, title)
-            out += head
-            out += _table(records)
-    summary = nodes.paragraph("", f"{total} claims: {total - failed} pass, {failed} fail.")
-    out.insert(0, summary)
+            sections += head
+            claims = [r for r in records if r.kind != "sanity"]
+            sanity = [r for r in records if r.kind == "sanity"]
+            if claims:
+                sections += _table(claims)
+            if sanity:
+                sections += nodes.paragraph("", "", nodes.emphasis(
+                    "", "Sanity checks (identities and constructions, not claims):"))
+                sections += _table(sanity)
+    n = counts(every)
+    failed = sum(not r.passed for r in every)
+    out += nodes.paragraph("", (
+        f"{len(every)} checks: {n['paper']} of the cited papers' claims reproduced, "
+        f"{n['derived']} derived or classical results, {n['not-reproduced']} predictions "
+        f"not reproduced at this scale, {n['sanity']} sanity checks; "
+        f"{len(every) - failed} as expected, {failed} failed."))
+    out += _overview_table(overview)
+    out += sections
     return out
 
 
+def _overview_table(rows: list) -> nodes.table:
+    cols = ["chapter", "paper", "derived", "sanity", "not reproduced", "failed"]
+    table = nodes.table(classes=["claims-overview"])
+    group = nodes.tgroup(cols=len(cols))
+    table += group
+    for width in (40, 8, 8, 8, 10, 8):
+        group += nodes.colspec(colwidth=width)
+    head = nodes.thead()
+    group += head
+    head += _row(cols)
+    body = nodes.tbody()
+    group += body
+    for link, cells in rows:
+        row = nodes.row()
+        row += nodes.entry("", nodes.paragraph("", "", *link))
+        for text in cells:
+            row += nodes.entry("", nodes.paragraph("", text))
+        body += row
+    return table
+
+
 def _table(records: list) -> nodes.table:
-    cols = ["claim", "measured", "op", "threshold", "paper", "status"]
+    cols = ["claim", "kind", "measured", "op", "threshold", "control", "source", "status"]
     table = nodes.table(classes=["claims-ledger"])
     group = nodes.tgroup(cols=len(cols))
     table += group
-    for width in (40, 10, 4, 10, 16, 8):
+    for width in (34, 8, 9, 4, 9, 16, 14, 8):
         group += nodes.colspec(colwidth=width)
     head = nodes.thead()
     group += head
@@ -243,8 +366,10 @@ def _table(records: list) -> nodes.table:
     group += body
     for r in records:
         op = "≈" if r.op == "close" else r.op
-        body += _row([r.claim, f"{r.measured:.4g}", op, f"{r.threshold:.4g}", r.paper,
-                      "pass" if r.passed else "FAIL"])
+        control = ("" if r.control_label is None
+                   else f"{r.control_label}: {r.control_value:.4g}")
+        body += _row([r.claim, r.kind, f"{r.measured:.4g}", op, f"{r.threshold:.4g}", control,
+                      r.paper, r.status])
     return table
 
 

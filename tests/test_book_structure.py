@@ -89,7 +89,7 @@ def test_ipynb_excluded_from_build_and_hidden_folders_ignored():
     assert "**.ipynb" in patterns and ".*" in patterns
 
 
-@pytest.mark.parametrize("page", ["book/performance.md"])
+@pytest.mark.parametrize("page", ["book/performance.md", "book/reproducibility.md"])
 def test_pages_built_from_generated_files_always_execute(page):
     """Their code never changes, so the execution cache would serve stale output."""
     header = yaml.safe_load((ROOT / page).read_text().split("---")[1])
