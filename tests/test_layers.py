@@ -136,3 +136,12 @@ def test_chapters_import_their_topic_as_a_module(path):
         assert not re.search(rf"\b{topic}\._\w", text), "no private names from a chapter"
         assert "helpers.topics." + topic not in text.replace(f"from helpers.topics import {topic}",
                                                              "")
+
+
+def test_the_api_page_documents_every_module():
+    import re
+
+    page = (PACKAGE.parents[1] / "book" / "api.md").read_text()
+    documented = set(re.findall(r"^\.\. automodule:: ([\w.]+)$", page, re.M))
+    packages = {m for m in import_graph() if (PACKAGE.parent / m.replace(".", "/")).is_dir()}
+    assert set(import_graph()) - packages - documented == set()
