@@ -51,23 +51,27 @@ book: env
 	@echo "book: _build/html/index.html"
 
 ## make test: lint; unit tests and every chapter notebook (nbmake) side by side; pair sync;
-## the strict book build from a clean cache; the claims ledger.
-## Each chapter executes once: nbmake stores its executed notebook in the test build's
-## execution cache (tests/conftest.py) and the strict build renders it from there.
+## the strict book build; the claims ledger.
+## Each chapter executes once: nbmake stores its executed notebook in the book's execution
+## cache (_build/.jupyter_cache, tests/conftest.py) and the strict build renders it from there;
+## `make book` afterwards finds every chapter current and executes nothing.
 TEST_OUT := $(CURDIR)/_build/test
+CLAIMS := $(CURDIR)/_build/claims
+EXEC_CACHE := $(CURDIR)/_build/.jupyter_cache
 test: env lint unit build-test browser claims
 
 lint:
 	$(VENV)/bin/ruff check src tests book _ext
 
 unit:
-	rm -rf $(TEST_OUT)
-	BOOK_CLAIMS_DIR=$(TEST_OUT)/claims BOOK_EXEC_CACHE=$(TEST_OUT)/_build/.jupyter_cache \
+	rm -rf $(TEST_OUT) $(CLAIMS)
+	BOOK_CLAIMS_DIR=$(CLAIMS) BOOK_EXEC_CACHE=$(EXEC_CACHE) \
 		OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(JOBS) --nbmake --nbmake-timeout=300 \
 		--ignore=tests/browser tests $(wildcard book/*/*.ipynb)
+	$(PY) -m helpers.build_cache --record _build
 
 build-test:
-	BOOK_CLAIMS_DIR=$(TEST_OUT)/claims $(VENV)/bin/jupyter-book build . -W -n --keep-going \
+	BOOK_CLAIMS_DIR=$(CLAIMS) $(VENV)/bin/jupyter-book build . -W -n --keep-going \
 		--path-output $(TEST_OUT)
 
 ## The built pages in headless Chromium with no network; screenshots in _build/screens/.
@@ -80,7 +84,7 @@ browser:
 	fi
 
 claims:
-	$(PY) -m helpers.claims --dir $(TEST_OUT)/claims
+	$(PY) -m helpers.claims --dir $(CLAIMS)
 
 ## make pair: write each chapter's .ipynb from its .md (run after editing a chapter)
 pair: env

@@ -1,6 +1,7 @@
 """Seeding, thread settings, the figure style and the execution-cache key."""
 
 import random
+from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
@@ -71,23 +72,46 @@ def test_start_chapter_seeds_from_book_seed(monkeypatch):
     assert cfg.seed == 17 and torch.equal(torch.rand(2), first)
 
 
-def test_cache_key_tracks_settings_and_refresh_clears(tmp_path, monkeypatch):
-    (tmp_path / "requirements.txt").write_text("x==1\n")
-    key = build_cache.execution_key(tmp_path)
+def _fake_book(root):
+    """A book with two chapters whose topics exist in the real package."""
+    (root / "requirements.txt").write_text("x==1\n")
+    for part, name in (("depth", "resnet_rnn"), ("robustness", "zico")):
+        (root / "book" / part).mkdir(parents=True, exist_ok=True)
+        (root / "book" / part / f"{name}.md").write_text("# x\n")
+    return root / "_build", root / "_build" / "claims"
+
+
+def test_cache_key_tracks_settings_and_the_chapters_topic(tmp_path, monkeypatch):
+    _fake_book(tmp_path)
+    key = build_cache.execution_key(tmp_path, "resnet_rnn")
+    assert build_cache.execution_key(tmp_path, "zico") != key  # different topics
     monkeypatch.setenv("BOOK_SEED", "1")
-    assert build_cache.execution_key(tmp_path) != key
-    build = tmp_path / "_build"
-    claims = build / "claims"
-    assert build_cache.refresh(build, tmp_path, claims)  # first time: no key yet
-    (build / ".jupyter_cache").mkdir()
-    (build / ".doctrees").mkdir()
+    assert build_cache.execution_key(tmp_path, "resnet_rnn") != key
+    assert build_cache.topic_files("resnet_rnn")[0].name == "resnet_rnn.py"
+    assert len(build_cache.topic_files("compositional")) >= 3  # a package: every file
+    assert not any(f.parent.name == "topics" and f.stem != "__init__"
+                   for f in build_cache.shared_files())  # no topic in the shared part
+
+
+def test_refresh_invalidates_only_the_chapters_whose_key_changed(tmp_path, monkeypatch):
+    build, claims = _fake_book(tmp_path)
+    assert len(build_cache.refresh(build, tmp_path, claims)) == 2  # first time: all
     claims.mkdir()
-    assert not build_cache.refresh(build, tmp_path, claims)  # unchanged: cache kept
-    assert (build / ".jupyter_cache").exists()
+    for name in ("resnet-rnn", "zico"):
+        (claims / f"{name}.json").write_text("[]")
+    assert build_cache.refresh(build, tmp_path, claims) == []  # unchanged: all kept
+    keys = build_cache.current_keys(tmp_path)
+    stored = dict(keys, **{"book/robustness/zico.md": "an older key"})
+    (build / build_cache.KEYS_FILE).write_text(__import__("json").dumps(stored))
+    source = tmp_path / "book/robustness/zico.md"
+    import os
+    os.utime(source, (0, 0))
+    assert build_cache.refresh(build, tmp_path, claims) == ["book/robustness/zico.md"]
+    assert not (claims / "zico.json").exists() and (claims / "resnet-rnn.json").exists()
+    assert source.stat().st_mtime > 0  # marked for Sphinx to read again
     monkeypatch.setenv("BOOK_SEED", "2")
-    assert build_cache.refresh(build, tmp_path, claims)
-    assert not (build / ".jupyter_cache").exists() and not claims.exists()
-    assert not (build / ".doctrees").exists()
+    assert len(build_cache.record(build, tmp_path)) == 2  # a setting: every chapter
+    assert (claims / "resnet-rnn.json").exists()  # record never deletes
 
 
 def test_digits_split_is_seeded_standardised_and_disjoint():
@@ -103,3 +127,22 @@ def test_digits_split_is_seeded_standardised_and_disjoint():
         bundled("mnist")
     with pytest.raises(ValueError, match="test_fraction"):
         digits(test_fraction=1.5)
+
+
+def test_refresh_drops_the_stale_chapters_cached_execution(tmp_path):
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    build, claims = _fake_book(tmp_path)
+    build_cache.refresh(build, tmp_path, claims)
+    cache = get_cache(str(build / ".jupyter_cache"))
+    for name in ("depth/resnet_rnn", "robustness/zico"):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"x = '{name}'")])
+        cache.cache_notebook_bundle(CacheBundleIn(nb, str(tmp_path / f"book/{name}.md")),
+                                    check_validity=False)
+    stored = {"book/depth/resnet_rnn.md": "old"}
+    (build / build_cache.KEYS_FILE).write_text(
+        __import__("json").dumps(build_cache.current_keys(tmp_path) | stored))
+    build_cache.refresh(build, tmp_path, claims)
+    assert [Path(r.uri).name for r in cache.list_cache_records()] == ["zico.md"]
