@@ -19,7 +19,7 @@ export BOOK_PROGRESS ?= 0
 
 # Fails at once, before any install, on a bad BOOK_MODE / BOOK_SEED.
 check-env:
-	@$(PYTHON) src/helpers/config.py
+	@$(PYTHON) src/helpers/core/config.py
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,7 +40,7 @@ $(MATHJAX):
 	rm -rf _build/mathjax-pkg
 
 env: check-env $(STAMP) $(MATHJAX)
-	@$(PY) src/helpers/config.py
+	@$(PY) src/helpers/core/config.py
 
 ## make book: build _build/html (cached execution; re-executes after helper/settings changes)
 book: env

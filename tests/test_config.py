@@ -45,7 +45,7 @@ def test_unavailable_device_names_variable(value):
 
 def test_config_script_fails_fast_without_package(tmp_path):
     """The Makefile's first step: plain python on the file, no install needed."""
-    script = ROOT / "src" / "helpers" / "config.py"
+    script = ROOT / "src" / "helpers" / "core" / "config.py"
     bad = subprocess.run([sys.executable, str(script)], env={"BOOK_MODE": "bogus"},
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "BOOK_MODE" in bad.stderr
