@@ -12,7 +12,10 @@ from helpers.topics.adversarial_noise import (
     isoperimetric_distance,
     line_search_distance,
     linear_error_distance,
+    linear_error_distance_linf,
+    median_ratio_interval,
     noise_error_rate,
+    pgd_distance,
 )
 
 
@@ -89,3 +92,56 @@ def test_noise_error_rate_is_binomial_for_a_half_space_classifier():
     assert np.all(np.abs(mu - stats.norm.sf(1.0)) < 4 * np.sqrt(0.16 * 0.84 / 20_000))
     with pytest.raises(ValueError, match="n_noise"):
         noise_error_rate(predict, np.zeros((3, 4)), np.zeros(3, dtype=int), 1.0, n_noise=0)
+
+
+def _linear_model(seed=0, d=20, c=4):
+    gen = torch.Generator().manual_seed(seed)  # cpu: a CPU generator keeps the draws fixed
+    lin = torch.nn.Linear(d, c, dtype=torch.float64)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(c, d, generator=gen, dtype=torch.float64))  # cpu: test data
+        lin.bias.zero_()
+    x = torch.randn(60, d, generator=gen, dtype=torch.float64)  # cpu: test data
+    return lin, x, lin(x).argmax(1).detach()
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_pgd_distance_upper_bounds_and_nearly_attains_the_exact_linear_distance(norm):
+    lin, x, y = _linear_model()
+    W, b = lin.weight.detach().numpy(), lin.bias.detach().numpy()
+    exact_fn = linear_error_distance if norm == "l2" else linear_error_distance_linf
+    exact = exact_fn(W, b, x.numpy(), y.numpy())
+    found = pgd_distance(lin, x, y, max_radius=float(4 * exact.max()), norm=norm,
+                         steps=40, n_bisect=16).numpy()
+    resolution = 4 * exact.max() * 2.0**-16
+    assert np.all(found >= exact - resolution)  # an attack that succeeds cannot beat the truth
+    assert np.median(found / exact) < 1.05
+
+
+def test_pgd_distance_marks_unreachable_points_and_validates():
+    lin, x, y = _linear_model()
+    out = pgd_distance(lin, x, y, max_radius=1e-6, n_bisect=2)
+    assert torch.isinf(out).all()
+    with pytest.raises(ValueError, match="norm"):
+        pgd_distance(lin, x, y, max_radius=1.0, norm="l1")
+    with pytest.raises(ValueError, match="max_radius"):
+        pgd_distance(lin, x, y, max_radius=-1.0)
+
+
+def test_linf_distance_is_the_dual_norm_ratio_for_two_classes():
+    W = np.array([[1.0, -2.0, 0.5], [0.0, 0.0, 0.0]])
+    x = np.array([[1.0, 0.0, 0.0]])
+    # s_0 − s_1 = 1 at x; the ℓ∞ step that lowers it fastest moves by ‖w_0 − w_1‖₁ = 3.5 per unit
+    assert linear_error_distance_linf(W, np.zeros(2), x, np.array([0]))[0] == pytest.approx(1 / 3.5)
+
+
+def test_median_ratio_interval_covers_the_true_median():
+    rng = np.random.default_rng(0)
+    trials, n = 400, 101
+    hits = 0
+    for _ in range(trials):
+        _, low, high = median_ratio_interval(np.exp(rng.standard_normal(n)), level=0.9)
+        hits += low <= 1.0 <= high
+    # the sign-test interval has coverage ≥ 0.9; 3 binomial standard errors below it
+    assert hits / trials >= 0.9 - 3 * np.sqrt(0.09 / trials)
+    with pytest.raises(ValueError, match="ratio"):
+        median_ratio_interval(np.ones(5))

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from scipy import stats
 
+from helpers.core.validation import check_choice, check_int, check_positive
+
 Array = np.ndarray
 
 
 def _check_sigma(sigma: float) -> float:
-    if not isinstance(sigma, int | float) or not sigma > 0:
-        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
-    return float(sigma)
+    return check_positive("sigma", sigma)
 
 
 def _check_mu(mu: float | Array) -> Array:
@@ -79,8 +79,7 @@ def error_sets(dim: int, mu: float, sigma: float, *, seed: int = 0) -> dict[str,
     the normals are orthogonal). ``ball exterior``: ``{‖z‖ > R}`` with ``R² = σ² χ²_d``'s upper
     μ-quantile. Normals are random orthonormal directions drawn from ``seed``.
     """
-    if not isinstance(dim, int) or dim < 2:
-        raise ValueError(f"dim must be an integer >= 2, got {dim!r}")
+    dim = check_int("dim", dim, low=2)
     sigma, mu = _check_sigma(sigma), float(_check_mu(mu))
     rng = np.random.default_rng(seed)
     q, _ = np.linalg.qr(rng.standard_normal((dim, 2)))
@@ -125,8 +124,7 @@ def noise_error_rate(predict: Callable[[Array], Array], x: Array, y: Array, sigm
     ``predict`` maps an (m, d) array to m labels; all N·n_noise noisy copies go in one call.
     """
     sigma = _check_sigma(sigma)
-    if n_noise < 1:
-        raise ValueError(f"n_noise must be positive, got {n_noise}")
+    n_noise = check_int("n_noise", n_noise, low=1)
     x, y = np.asarray(x, dtype=float), np.asarray(y)
     if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ValueError(f"x must be (N, d) and y (N,), got {x.shape} and {y.shape}")
@@ -178,7 +176,8 @@ def line_search_distance(model: Callable[[torch.Tensor], torch.Tensor], x: torch
         with torch.no_grad():
             return model(pts.reshape(-1, x.shape[1])).argmax(1).view(r.shape) != y[:, None]
 
-    radii = torch.linspace(0, max_radius, n_grid, dtype=x.dtype).expand(len(x), n_grid)
+    radii = torch.linspace(0, max_radius, n_grid, dtype=x.dtype, device=x.device)
+    radii = radii.expand(len(x), n_grid)
     hit = wrong(radii)
     found = hit.any(1)
     first = hit.float().argmax(1).clamp_min(1)
@@ -188,6 +187,100 @@ def line_search_distance(model: Callable[[torch.Tensor], torch.Tensor], x: torch
         mid = (lo + hi) / 2
         w = wrong(mid[:, None])[:, 0]
         hi, lo = torch.where(w, mid, hi), torch.where(w, lo, mid)
-    zero = wrong(torch.zeros(len(x), 1, dtype=x.dtype))[:, 0]
+    zero = wrong(x.new_zeros(len(x), 1))[:, 0]
     out = torch.where(found, hi, torch.full_like(hi, torch.inf))
     return torch.where(zero, torch.zeros_like(out), out)
+
+
+def _margin(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+            y: torch.Tensor) -> torch.Tensor:
+    """``s_y − max_{j≠y} s_j`` per point, (N,): negative exactly where x is misclassified."""
+    s = model(x)
+    other = s.masked_fill(torch.nn.functional.one_hot(y, s.shape[1]).bool(), -torch.inf)
+    return s.gather(1, y[:, None])[:, 0] - other.max(1).values
+
+
+def _pgd_succeeds(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                  y: torch.Tensor, eps: torch.Tensor, norm: str, steps: int) -> torch.Tensor:
+    """Does projected gradient descent on the margin find an error within ``eps`` (N,)?"""
+    delta = torch.zeros_like(x)
+    alpha = 2.5 * eps[:, None] / steps  # Madry et al.'s step: 2.5 ε / steps
+    found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        m = _margin(model, x + delta, y)
+        (g,) = torch.autograd.grad(m.sum(), delta)
+        with torch.no_grad():
+            found |= m < 0
+            if norm == "l2":
+                delta = delta - alpha * g / g.norm(dim=1, keepdim=True).clamp_min(1e-12)
+                scale = (eps[:, None] / delta.norm(dim=1, keepdim=True).clamp_min(1e-12))
+                delta = delta * scale.clamp(max=1.0)  # project onto the ℓ2 ball of radius ε
+            else:
+                delta = (delta - alpha * g.sign()).clamp(-eps[:, None], eps[:, None])
+    with torch.no_grad():
+        return found | (_margin(model, x + delta, y) < 0)
+
+
+def pgd_distance(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                 y: torch.Tensor, *, max_radius: float, norm: str = "l2", steps: int = 20,
+                 n_bisect: int = 12) -> torch.Tensor:
+    """Smallest radius at which a projected-gradient attack finds an error, per point, (N,).
+
+    For each point, bisection over ε in [0, max_radius]: at each ε, ``steps`` steps of
+    projected gradient descent on the margin ``s_y − max_{j≠y} s_j`` inside the ``norm`` ball
+    (``"l2"``: normalised gradient steps; ``"linf"``: signed steps, Madry et al. 2018) stop at
+    the first misclassified point. The result upper-bounds the true distance to the nearest
+    error in that norm (it is an attack that succeeded), up to ``max_radius · 2^-n_bisect``;
+    points with no error found within ``max_radius`` get ``inf``. All points run at once. Used
+    in the chapter "Adversarial examples are test error in noise" (ford2019adversarial measure
+    distances with PGD).
+    """
+    max_radius = check_positive("max_radius", max_radius)
+    norm = check_choice("norm", norm, ("l2", "linf"))
+    steps, n_bisect = check_int("steps", steps, low=1), check_int("n_bisect", n_bisect, low=0)
+    x = x.detach()
+    hi = torch.full((len(x),), max_radius, dtype=x.dtype, device=x.device)
+    lo = torch.zeros_like(hi)
+    reachable = _pgd_succeeds(model, x, y, hi, norm, steps)
+    for _ in range(n_bisect):
+        mid = (lo + hi) / 2
+        ok = _pgd_succeeds(model, x, y, mid, norm, steps)
+        hi, lo = torch.where(ok, mid, hi), torch.where(ok, lo, mid)
+    with torch.no_grad():
+        hi = torch.where(_margin(model, x, y) < 0, torch.zeros_like(hi), hi)
+    return torch.where(reachable, hi, torch.full_like(hi, torch.inf))
+
+
+def linear_error_distance_linf(W: Array, b: Array, x: Array, y: Array) -> Array:
+    """Exact ℓ∞ distance to the nearest error of ``argmax_j (W x + b)_j``.
+
+    The ℓ∞ distance to the half-space ``{s_j ≥ s_c}`` is ``(s_c − s_j)₊ / ‖w_c − w_j‖₁``
+    (Hölder's dual norm), so the distance is the minimum of that over j ≠ c.
+    """
+    W, b, x, y = (np.asarray(a) for a in (W, b, x, y))
+    if W.ndim != 2 or b.shape != (W.shape[0],) or x.ndim != 2 or x.shape[1] != W.shape[1]:
+        raise ValueError(f"need W (C, d), b (C,), x (N, d); got {W.shape}, {b.shape}, {x.shape}")
+    s = x @ W.T + b  # (N, C)
+    idx = np.arange(len(x))
+    margins = s[idx, y][:, None] - s  # (N, C)
+    norms = np.abs(W[y][:, None, :] - W[None]).sum(axis=2)  # (N, C)
+    ratio = np.where(norms > 0, np.maximum(margins, 0) / np.where(norms > 0, norms, 1), np.inf)
+    ratio[idx, y] = np.inf
+    return ratio.min(axis=1)
+
+
+def median_ratio_interval(ratio: Array, *, level: float = 0.99) -> tuple[float, float, float]:
+    """Sample median of ``ratio`` and a distribution-free ``level`` interval for the true median.
+
+    The interval is ``[r_(k), r_(n+1−k)]`` between order statistics, with k the largest index
+    such that ``P(Binomial(n, 1/2) < k) ≤ (1 − level)/2`` (the sign-test interval). Returns
+    ``(median, low, high)``.
+    """
+    r = np.sort(np.asarray(ratio, dtype=float).ravel())
+    n = r.size
+    if n < 10 or not np.all(np.isfinite(r)):
+        raise ValueError(f"ratio must hold at least 10 finite values, got {n}")
+    k = int(stats.binom.ppf((1 - level) / 2, n, 0.5))  # P(B ≤ k−1) ≤ (1 − level)/2
+    k = max(k, 1)
+    return float(np.median(r)), float(r[k - 1]), float(r[n - k])
