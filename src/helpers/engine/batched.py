@@ -186,8 +186,8 @@ def _batches(n: int, batch_size: int | None, steps: int, seed: int,
     draw = batch_size if draw is None else draw
     if draw < batch_size:
         raise ValueError(f"draw must be at least batch_size ({batch_size}), got {draw}")
-    gen = torch.Generator().manual_seed(seed)
-    return [torch.randint(n, (draw,), generator=gen)[:batch_size].to(device)
+    gen = torch.Generator().manual_seed(seed)  # cpu: the same draws on every device
+    return [torch.randint(n, (draw,), generator=gen)[:batch_size].to(device)  # cpu: as above
             for _ in range(steps)]
 
 
@@ -256,7 +256,7 @@ def _descend_in_threads(group: _Group, model: BatchedMLP, n_groups: int,
     K = group.lr.shape[0]
     if n_groups == 1:
         return _descend(group, _hand_written(group, model, loss), indices, loss, record_every)
-    bounds = torch.linspace(0, K, n_groups + 1).round().long().tolist()
+    bounds = torch.linspace(0, K, n_groups + 1).round().long().tolist()  # cpu: Python ints
     groups = [group.models(slice(a, b), loss) for a, b in zip(bounds[:-1], bounds[1:],
                                                                strict=True)]
     threads = torch.get_num_threads()
@@ -326,7 +326,7 @@ def _descend(group: _Group, grads, indices: list[Tensor | None], loss: str,
         if record:
             recorded_steps.append(t)
             losses.append(per_model)
-    return TrainResult(torch.tensor(recorded_steps), torch.stack(losses))
+    return TrainResult(torch.tensor(recorded_steps, device=losses[0].device), torch.stack(losses))
 
 
 def train_one(model: nn.Module, x: Tensor, y: Tensor, *, lr: float, steps: int,

@@ -81,13 +81,17 @@ class Heads:
 
     def mirrored(self) -> Heads:
         """The heads reflected across the sagittal plane (x → −x)."""
-        flip = torch.tensor([-1.0, 1.0, 1.0], dtype=self.centres.dtype)
+        flip = torch.tensor([-1.0, 1.0, 1.0], dtype=self.centres.dtype, device=self.centres.device)
         return Heads(self.centres * flip, self.widths, self.amplitudes)
 
 
 def random_heads(n: int, *, seed: int, n_extra: int = 3, jitter: float = 0.08,
-                 asymmetry: float = 0.0, dtype: torch.dtype = torch.float64) -> Heads:
+                 asymmetry: float = 0.0, dtype: torch.dtype = torch.float64,
+                 device: torch.device | str = "cpu") -> Heads:
     """n random heads: the shared face plan, jittered per identity, plus random features.
+
+    The parameters are drawn on the CPU (the same heads on every device) and returned on
+    ``device``.
 
     Each identity moves every feature of the plan by N(0, jitter²) per coordinate, scales
     its width by exp(N(0, 0.2²)) and its amplitude by exp(N(0, 0.3²)), and adds ``n_extra``
@@ -104,42 +108,46 @@ def random_heads(n: int, *, seed: int, n_extra: int = 3, jitter: float = 0.08,
         raise ValueError(f"jitter must be non-negative, got {jitter!r}")
     if not asymmetry >= 0:
         raise ValueError(f"asymmetry must be non-negative, got {asymmetry!r}")
-    gen = torch.Generator().manual_seed(int(seed))
-    plan = torch.tensor(_FACE_PLAN, dtype=dtype)  # (F, 5)
+    cpu = torch.device("cpu")  # drawn on the CPU: the same heads on every device
+    gen = torch.Generator(device=cpu).manual_seed(int(seed))
+    draw = {"generator": gen, "dtype": dtype}
+    plan = torch.tensor(_FACE_PLAN, dtype=dtype, device=cpu)  # (F, 5)
     half = plan.expand(n, -1, -1).clone()  # (n, F, 5)
-    half[..., :3] += jitter * torch.randn(n, len(plan), 3, generator=gen, dtype=dtype)
-    half[..., 3] *= torch.exp(0.2 * torch.randn(n, len(plan), generator=gen, dtype=dtype))
-    half[..., 4] *= torch.exp(0.3 * torch.randn(n, len(plan), generator=gen, dtype=dtype))
+    half[..., :3] += jitter * torch.randn(n, len(plan), 3, **draw, device=cpu)
+    half[..., 3] *= torch.exp(0.2 * torch.randn(n, len(plan), **draw, device=cpu))
+    half[..., 4] *= torch.exp(0.3 * torch.randn(n, len(plan), **draw, device=cpu))
     sided = plan[:, 0] > 0  # (F,) features with a mirror partner; the rest sit on x = 0
     half[:, ~sided, 0] = 0.0
     if n_extra:
         # random features on the front of the head: directions on the sphere with z > 0
-        u = torch.randn(n, n_extra, 3, generator=gen, dtype=dtype)
+        u = torch.randn(n, n_extra, 3, **draw, device=cpu)
         u[..., 0] = u[..., 0].abs()
         u[..., 2] = u[..., 2].abs() + 0.3
         u = 0.9 * u / u.norm(dim=-1, keepdim=True)
-        w = 0.10 + 0.15 * torch.rand(n, n_extra, 1, generator=gen, dtype=dtype)
-        a = 0.8 * torch.randn(n, n_extra, 1, generator=gen, dtype=dtype)
+        w = 0.10 + 0.15 * torch.rand(n, n_extra, 1, **draw, device=cpu)
+        a = 0.8 * torch.randn(n, n_extra, 1, **draw, device=cpu)
         half = torch.cat([half, torch.cat([u, w, a], dim=-1)], dim=1)
-        sided = torch.cat([sided, torch.ones(n_extra, dtype=torch.bool)])
+        sided = torch.cat([sided, torch.ones(n_extra, dtype=torch.bool, device=cpu)])
     partners = half[:, sided].clone()
     partners[..., 0] *= -1  # the mirror partner shares width and amplitude
     blobs = torch.cat([half, partners], dim=1)  # (n, K, 5)
     centres, widths, amps = blobs[..., :3], blobs[..., 3], blobs[..., 4]
     if asymmetry > 0:
-        centres = centres + asymmetry * torch.randn(centres.shape, generator=gen, dtype=dtype)
-        amps = amps * torch.exp(asymmetry * torch.randn(amps.shape, generator=gen, dtype=dtype))
-    return Heads(centres, widths, amps)
+        centres = centres + asymmetry * torch.randn(centres.shape, **draw, device=cpu)
+        amps = amps * torch.exp(asymmetry * torch.randn(amps.shape, **draw, device=cpu))
+    return Heads(centres.to(device), widths.to(device), amps.to(device))
 
 
-def pixel_grid(size: int, *, extent: float = 1.6, dtype: torch.dtype = torch.float64) -> Tensor:
+def pixel_grid(size: int, *, extent: float = 1.6, dtype: torch.dtype = torch.float64,
+               device: torch.device | str = "cpu") -> Tensor:
     """``size`` pixel centres on [−extent, extent], exactly antisymmetric: g[::-1] == −g."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 2:
         raise ValueError(f"size must be an int >= 2, got {size!r}")
     if not extent > 0:
         raise ValueError(f"extent must be positive, got {extent!r}")
     # (i − (size−1)/2) is a half-integer, so negation is exact and so is the product
-    return (torch.arange(size, dtype=dtype) - (size - 1) / 2) * (2 * extent / (size - 1))
+    return ((torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2)
+            * (2 * extent / (size - 1)))
 
 
 def render_heads(heads: Heads, angles_deg: Tensor, *, size: int = 24, extent: float = 1.6,
@@ -151,7 +159,7 @@ def render_heads(heads: Heads, angles_deg: Tensor, *, size: int = 24, extent: fl
     so ``images.flip(-1)`` is the left-right mirror image. ``tau`` sets how sharply blobs
     turned away from the viewer fade.
     """
-    angles = torch.as_tensor(angles_deg, dtype=heads.centres.dtype)
+    angles = torch.as_tensor(angles_deg, dtype=heads.centres.dtype, device=heads.centres.device)
     if angles.ndim != 1 or not torch.isfinite(angles).all():
         raise ValueError("angles_deg must be a finite 1-D tensor of angles in degrees")
     if not tau > 0:
@@ -162,7 +170,7 @@ def render_heads(heads: Heads, angles_deg: Tensor, *, size: int = 24, extent: fl
     x_rot = x[:, None] * cos + z[:, None] * sin  # (H, V, K)
     z_rot = -x[:, None] * sin + z[:, None] * cos  # (H, V, K)
     weight = heads.amplitudes[:, None] * torch.sigmoid(z_rot / tau)  # (H, V, K)
-    g = pixel_grid(size, extent=extent, dtype=x.dtype)  # (P,)
+    g = pixel_grid(size, extent=extent, dtype=x.dtype, device=x.device)  # (P,)
     s2 = 2 * heads.widths[..., None] ** 2  # (H, K, 1)
     cols = torch.exp(-(g - x_rot[..., None]) ** 2 / s2[:, None])  # (H, V, K, P)
     rows = torch.exp(-(-g - y[..., None]) ** 2 / s2)  # (H, K, P); row 0 is the top (v = +extent)
@@ -182,7 +190,8 @@ def view_vectors(images: Tensor) -> Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def flip_matrix(size: int, *, dtype: torch.dtype = torch.float64) -> Tensor:
+def flip_matrix(size: int, *, dtype: torch.dtype = torch.float64,
+                device: torch.device | str = "cpu") -> Tensor:
     """The reflection R as a (size², size²) permutation matrix acting on flattened images."""
-    index = torch.arange(size * size).reshape(size, size).flip(-1).flatten()
-    return torch.eye(size * size, dtype=dtype)[index]
+    index = torch.arange(size * size, device=device).reshape(size, size).flip(-1).flatten()
+    return torch.eye(size * size, dtype=dtype, device=device)[index]

@@ -56,9 +56,10 @@ class DeepLinear(nn.Module):
         widths = _check_widths(widths)
         if not init_scale > 0:
             raise ValueError(f"init_scale must be positive, got {init_scale}")
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)  # cpu: the same weights on every device
         self.weights = nn.ParameterList(
-            nn.Parameter((init_scale * torch.randn(b, a, generator=gen, dtype=dtype)).to(device))
+            nn.Parameter((init_scale * torch.randn(b, a, generator=gen, dtype=dtype)  # cpu: same
+                          ).to(device))
             for a, b in zip(widths[:-1], widths[1:], strict=True))
 
     def end_to_end(self) -> torch.Tensor:
