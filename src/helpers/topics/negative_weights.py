@@ -30,25 +30,27 @@ import scipy.sparse as sps
 import torch
 from scipy.optimize import linprog
 
+from helpers.core.validation import check_int, check_ints, check_positive
+
 Params = list[tuple[torch.Tensor, torch.Tensor]]
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
 
 def init_mlps(widths: Sequence[int], n_models: int, *, nonnegative: bool, seed: int = 0,
-              dtype: torch.dtype = torch.float64) -> Params:
+              dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> Params:
     """R = n_models MLPs widths[0] → … → widths[-1]: W ~ N(0, 2/n_in), or |N(0, 2/n_in)| if
-    ``nonnegative``; biases N(0, 1/4). Returns [(W (R, n_out, n_in), b (R, n_out)), …]."""
-    widths = list(widths)
-    if len(widths) < 2 or any(isinstance(w, bool) or not isinstance(w, int) or w < 1
-                              for w in widths):
-        raise ValueError(f"widths must be ≥ 2 positive integers, got {widths}")
-    if isinstance(n_models, bool) or not isinstance(n_models, int) or n_models < 1:
-        raise ValueError(f"n_models must be a positive integer, got {n_models!r}")
-    gen = torch.Generator().manual_seed(seed)
+    ``nonnegative``; biases N(0, 1/4). Returns [(W (R, n_out, n_in), b (R, n_out)), …] on
+    ``device`` (drawn on the CPU, so every device sees the same networks)."""
+    widths = check_ints("widths", list(widths), low=1)
+    if len(widths) < 2:
+        raise ValueError(f"widths must have at least 2 entries, got {widths}")
+    n_models = check_int("n_models", n_models, low=1)
+    gen = torch.Generator().manual_seed(seed)  # cpu: same draws on every device
     params = []
     for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
-        w = math.sqrt(2 / n_in) * torch.randn(n_models, n_out, n_in, generator=gen, dtype=dtype)
-        b = 0.5 * torch.randn(n_models, n_out, generator=gen, dtype=dtype)
+        w = torch.randn(n_models, n_out, n_in, generator=gen, dtype=dtype).to(device)
+        w = math.sqrt(2 / n_in) * w
+        b = 0.5 * torch.randn(n_models, n_out, generator=gen, dtype=dtype).to(device)
         params.append((w.abs() if nonnegative else w, b))
     return params
 
@@ -84,10 +86,8 @@ def train_classifiers(params: Params, x: torch.Tensor, y: torch.Tensor, *, steps
     Returns:
         New trained parameters (the input ones are not modified).
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr}")
+    steps = check_int("steps", steps, low=1)
+    lr = check_positive("lr", lr)
     if y.shape != x.shape[:1]:
         raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
     layers = list(range(len(params))) if nonnegative else list(nonnegative_layers or [])
@@ -118,13 +118,13 @@ def accuracy(params: Params, x: torch.Tensor, y: torch.Tensor,
 
 
 def ordered_pairs(n: int, d: int, *, seed: int = 0, scale: float = 1.0,
-                  dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+                  dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """n pairs x ≤ y: x ~ N(0, scale² I), y = x + |N(0, scale² I)| (componentwise ≤)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    gen = torch.Generator().manual_seed(seed)
-    x = scale * torch.randn(n, d, generator=gen, dtype=dtype)
-    return x, x + scale * torch.randn(n, d, generator=gen, dtype=dtype).abs()
+    n, d = check_int("n", n, low=1), check_int("d", d, low=1)
+    gen = torch.Generator().manual_seed(seed)  # cpu: same draws on every device
+    x = scale * torch.randn(n, d, generator=gen, dtype=dtype).to(device)
+    return x, x + scale * torch.randn(n, d, generator=gen, dtype=dtype).to(device).abs()
 
 
 def monotonicity_violations(params: Params, x: torch.Tensor, y: torch.Tensor,
@@ -136,8 +136,7 @@ def monotonicity_violations(params: Params, x: torch.Tensor, y: torch.Tensor,
     """
     if x.shape != y.shape or not bool((x <= y).all()):
         raise ValueError("x and y must have equal shapes and satisfy x <= y componentwise")
-    if chunk < 1:
-        raise ValueError(f"chunk must be positive, got {chunk}")
+    chunk = check_int("chunk", chunk, low=1)
     total = None
     for start in range(0, len(x), chunk):
         xs, ys = x[start:start + chunk], y[start:start + chunk]
@@ -147,19 +146,21 @@ def monotonicity_violations(params: Params, x: torch.Tensor, y: torch.Tensor,
     return total
 
 
-def xor_data(dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+def xor_data(dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+             ) -> tuple[torch.Tensor, torch.Tensor]:
     """The four points of {0,1}² and their XOR labels."""
-    x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=dtype)
-    return x, torch.tensor([0, 1, 1, 0])
+    x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=dtype, device=device)
+    return x, torch.tensor([0, 1, 1, 0], device=device)
 
 
 def circles(n: int, *, noise: float = 0.05, factor: float = 0.5, seed: int = 0,
-            dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+            dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's concentric circles: label 1 on the inner circle (radius ``factor``)."""
     from sklearn.datasets import make_circles
 
-    x, y = make_circles(n, noise=noise, factor=factor, random_state=seed)
-    return torch.as_tensor(x, dtype=dtype), torch.as_tensor(y)
+    x, y = make_circles(check_int("n", n, low=2), noise=noise, factor=factor, random_state=seed)
+    return torch.as_tensor(x, dtype=dtype, device=device), torch.as_tensor(y, device=device)
 
 
 def best_monotone_accuracy(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> float:
@@ -171,7 +172,11 @@ def best_monotone_accuracy(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.nd
     totally unimodular, so scipy's HiGHS returns an integral vertex: an optimal 0/1 labelling.
     Uses all O(n²) comparable pairs; keep n to a few thousand.
     """
-    xa = np.asarray(x, dtype=np.float64)
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu()
+    xa = np.asarray(x, dtype=np.float64)  # the LP is CPU work (scipy)
     ya = np.asarray(y, dtype=np.float64)
     if xa.ndim != 2 or ya.shape != xa.shape[:1]:
         raise ValueError(f"x must be (n, d) and y (n,), got {xa.shape} and {ya.shape}")
