@@ -1,6 +1,7 @@
 """Shared test settings.
 
 * Unit tests never write into the real claims ledger.
+* Tests that take the ``device`` fixture run on ``BOOK_TEST_DEVICE`` (default ``cpu``).
 * When ``BOOK_EXEC_CACHE`` names a Jupyter Book execution cache, every chapter notebook that
   nbmake executes successfully is stored there, so the strict book build that follows renders
   those outputs instead of executing each chapter a second time (``make test`` does this).
@@ -15,6 +16,18 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
+
+
+@pytest.fixture
+def device():
+    """The device the unit tests run on: ``BOOK_TEST_DEVICE`` (default ``cpu``), so that the
+    same suite runs on a GPU (``make gpu-check`` sets it to ``cuda``)."""
+    import torch
+
+    name = os.environ.get("BOOK_TEST_DEVICE", "cpu").strip() or "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip(f"BOOK_TEST_DEVICE={name} but no CUDA device is available")
+    return torch.device(name)
 
 
 @pytest.fixture(autouse=True)

@@ -7,22 +7,22 @@ from helpers.engine.batched import BatchedMLP, batched_accuracy, train_batched, 
 from helpers.engine.models import MLP
 
 
-def data(n=40, d=5, classes=3, seed=0):
+def data(device, n=40, d=5, classes=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g, dtype=torch.float64)
-    return x, torch.randint(classes, (n,), generator=g)
+    return x.to(device), torch.randint(classes, (n,), generator=g).to(device)
 
 
 @pytest.mark.parametrize("batch_size", [None, 8])
-def test_batched_equals_one_by_one(batch_size):
-    x, y = data()
+def test_batched_equals_one_by_one(batch_size, device):
+    x, y = data(device)
     seeds, lrs, wds = [3, 5, 8, 13], [0.05, 0.1, 0.2, 0.1], [0.0, 1e-3, 0.0, 1e-2]
-    batched = BatchedMLP([5, 16, 16, 3], seeds, dtype=torch.float64)
+    batched = BatchedMLP([5, 16, 16, 3], seeds, dtype=torch.float64, device=device)
     result = train_batched(batched, x, y, lr=lrs, weight_decay=wds, steps=60,
                            batch_size=batch_size, seed=7, record_every=20)
     assert result.losses.shape == (3, 4) and result.steps.tolist() == [20, 40, 60]
     for k, (s, lr, wd) in enumerate(zip(seeds, lrs, wds, strict=True)):
-        single = MLP([5, 16, 16, 3], dtype=torch.float64, seed=s)
+        single = MLP([5, 16, 16, 3], dtype=torch.float64, seed=s, device=device)
         last = train_one(single, x, y, lr=lr, weight_decay=wd, steps=60,
                          batch_size=batch_size, seed=7)
         assert last == pytest.approx(result.losses[-1, k].item(), abs=1e-10)
@@ -31,15 +31,15 @@ def test_batched_equals_one_by_one(batch_size):
 
 
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
-def test_one_batch_size_per_model_equals_one_by_one(loss):
-    x, y = data()
+def test_one_batch_size_per_model_equals_one_by_one(loss, device):
+    x, y = data(device)
     target = torch.nn.functional.one_hot(y, 3).double() if loss == "mse" else y
     seeds, sizes = [3, 3, 5], [4, 16, 9]
-    batched = BatchedMLP([5, 16, 3], seeds, dtype=torch.float64)
+    batched = BatchedMLP([5, 16, 3], seeds, dtype=torch.float64, device=device)
     result = train_batched(batched, x, target, lr=0.1, steps=40, batch_size=sizes, seed=2,
                            loss=loss)
     for k, (s, b) in enumerate(zip(seeds, sizes, strict=True)):
-        single = MLP([5, 16, 3], dtype=torch.float64, seed=s)
+        single = MLP([5, 16, 3], dtype=torch.float64, seed=s, device=device)
         last = train_one(single, x, target, lr=0.1, steps=40, batch_size=b, seed=2,
                          draw=max(sizes), loss=loss)
         assert last == pytest.approx(result.losses[-1, k].item(), abs=1e-10)
@@ -49,21 +49,21 @@ def test_one_batch_size_per_model_equals_one_by_one(loss):
     assert (batched.weights[0][0] - batched.weights[0][1]).abs().max() > 1e-3
 
 
-def test_per_model_labels_and_mse():
-    x, _ = data()
-    labels = torch.stack([data(seed=s)[1] for s in range(3)])  # (K, n): one labelling each
-    model = BatchedMLP([5, 8, 3], [0, 1, 2], dtype=torch.float64)
+def test_per_model_labels_and_mse(device):
+    x, _ = data(device)
+    labels = torch.stack([data(device, seed=s)[1] for s in range(3)])  # (K, n): one labelling each
+    model = BatchedMLP([5, 8, 3], [0, 1, 2], dtype=torch.float64, device=device)
     before = batched_accuracy(model, x, labels)
     train_batched(model, x, labels, lr=0.5, steps=300)
     after = batched_accuracy(model, x, labels)
     assert after.shape == (3,) and (after > before).all()
-    targets = torch.randn(40, 3, dtype=torch.float64)
-    mse = BatchedMLP([5, 8, 3], [0, 1], dtype=torch.float64)
+    targets = torch.randn(40, 3, dtype=torch.float64, device=device)
+    mse = BatchedMLP([5, 8, 3], [0, 1], dtype=torch.float64, device=device)
     res = train_batched(mse, x, targets, lr=0.05, steps=200, loss="mse", record_every=100)
     assert (res.losses[-1] < res.losses[0]).all()
 
 
-def test_initialisation_matches_helpers_mlp():
+def test_initialisation_matches_helpers_mlp(device):
     model = BatchedMLP([4, 6, 2], [11, 12])
     ref = MLP([4, 6, 2], seed=12)
     x = torch.randn(5, 4)
@@ -77,15 +77,15 @@ def test_initialisation_matches_helpers_mlp():
                                                       "batch_size"),
     (dict(lr=0.1, weight_decay=[1.0] * 5), "weight_decay"),
 ])
-def test_bad_arguments(kwargs, match):
-    x, y = data()
+def test_bad_arguments(kwargs, match, device):
+    x, y = data(device)
     model = BatchedMLP([5, 4, 3], [0, 1, 2])
     opts = dict(steps=2) | kwargs
     with pytest.raises(ValueError, match=match):
         train_batched(model, x.float(), y, **opts)
 
 
-def test_bad_input_shape_and_seeds():
+def test_bad_input_shape_and_seeds(device):
     model = BatchedMLP([5, 4, 3], [0, 1])
     with pytest.raises(ValueError, match="x must be"):
         model(torch.randn(3, 6))
