@@ -9,6 +9,7 @@ from helpers.topics.information_flow import (
     binned_entropy,
     clustered_centres,
     mixture_mi,
+    track_training,
 )
 
 
@@ -57,3 +58,18 @@ def test_noisy_tanh_net_noise_free_centres_and_smoke():
     _, noisy = net(x)
     assert 0 < (noisy[0] - hidden[0]).std() < 0.2
     assert 0 <= mixture_mi(hidden[0].detach(), 0.1, seed=0).value <= np.log(10) + 1e-12
+
+
+def test_track_training_records_every_checkpoint_and_learns():
+    gen = torch.Generator().manual_seed(0)  # cpu: test data
+    x = torch.randn(30, 4, generator=gen, dtype=torch.float64)  # cpu: test data
+    y = (x[:, 0] > 0).long()
+    net = NoisyTanhNet([4, 6, 6, 2], beta=0.1, seed=0)
+    hist = track_training(net, x, y, steps=40, every=15, n_noise=4)
+    assert hist.shape == (4, 8)  # steps 0, 15, 30, 40; step + 2 MI + 2 stderr + 2 silhouettes + acc
+    np.testing.assert_array_equal(hist[:, 0], [0, 15, 30, 40])
+    assert np.all((hist[:, 1:3] >= 0) & (hist[:, 1:3] <= np.log(30) + 1e-9))
+    assert np.all(hist[:, 3:5] >= 0)
+    assert hist[-1, 7] >= hist[0, 7]
+    with pytest.raises(ValueError, match="every"):
+        track_training(net, x, y, steps=5, every=0)

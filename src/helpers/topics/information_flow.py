@@ -19,12 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import stats
+from sklearn.metrics import silhouette_score
+
+from helpers.core.validation import check_int, check_positive
 
 
 def _check_beta(beta: float) -> float:
-    if not isinstance(beta, int | float) or not beta > 0:
-        raise ValueError(f"beta must be a positive number, got {beta!r}")
-    return float(beta)
+    return check_positive("beta", beta)
 
 
 @dataclass(frozen=True)
@@ -49,15 +50,15 @@ def mixture_mi(centres: torch.Tensor, beta: float, *, n_noise: int = 32, seed: i
     N, d = centres.shape
     c = centres.to(torch.float64)
     if noise is None:
-        if n_noise < 2:
-            raise ValueError(f"n_noise must be at least 2, got {n_noise}")
-        gen = torch.Generator().manual_seed(seed)
-        noise = torch.randn(N, n_noise, d, generator=gen, dtype=torch.float64)
+        n_noise = check_int("n_noise", n_noise, low=2)
+        gen = torch.Generator().manual_seed(seed)  # cpu: the same draws on every device
+        noise = torch.randn(N, n_noise, d, generator=gen, dtype=torch.float64).to(c.device)
     elif noise.shape[0] != N or noise.shape[2] != d:
         raise ValueError(f"noise must be ({N}, m, {d}), got {tuple(noise.shape)}")
-    t = c[:, None, :] + beta * noise.to(torch.float64)  # (N, m, d)
+    noise = noise.to(device=c.device, dtype=torch.float64)
+    t = c[:, None, :] + beta * noise  # (N, m, d)
     sq = torch.cdist(t.reshape(-1, d), c).pow(2).view(N, -1, N)  # ‖t − μ_j‖², (N, m, N)
-    own = beta**2 * noise.to(torch.float64).pow(2).sum(-1)  # ‖t − μ_i‖², (N, m)
+    own = beta**2 * noise.pow(2).sum(-1)  # ‖t − μ_i‖², (N, m)
     terms = np.log(N) - torch.logsumexp(-(sq - own[..., None]) / (2 * beta**2), dim=-1)
     terms = terms.flatten()
     return MIEstimate(terms.mean().item(), (terms.std() / terms.numel() ** 0.5).item())
@@ -80,7 +81,7 @@ def binned_entropy(representation: torch.Tensor, bin_width: float) -> float:
 
 
 def clustered_centres(n_classes: int, per_class: int, dim: int, *, separation: float = 20.0,
-                      seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      seed: int = 0, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Class means and unit-scale offsets for N = n_classes · per_class mixture centres.
 
     Returns ``(means, offsets, labels)`` with means (K, dim) at pairwise distance
@@ -89,13 +90,17 @@ def clustered_centres(n_classes: int, per_class: int, dim: int, *, separation: f
     standard normal and labels (N,). Centres at within-class spread s are
     ``means[labels] + s · offsets``.
     """
-    if n_classes < 1 or per_class < 1 or dim < n_classes:
-        raise ValueError("need n_classes >= 1, per_class >= 1 and dim >= n_classes")
-    gen = torch.Generator().manual_seed(seed)
-    means = separation / np.sqrt(2) * torch.eye(n_classes, dim, dtype=torch.float64)
-    means = means + separation * torch.rand(dim, generator=gen, dtype=torch.float64)
-    offsets = torch.randn(n_classes * per_class, dim, generator=gen, dtype=torch.float64)
-    labels = torch.arange(n_classes).repeat_interleave(per_class)
+    n_classes = check_int("n_classes", n_classes, low=1)
+    per_class = check_int("per_class", per_class, low=1)
+    dim = check_int("dim", dim, low=n_classes)
+    gen = torch.Generator().manual_seed(seed)  # cpu: the same centres on every device
+    means = separation / np.sqrt(2) * torch.eye(n_classes, dim, dtype=torch.float64,
+                                                device=device)
+    shift = torch.rand(dim, generator=gen, dtype=torch.float64)  # cpu: as above
+    means = means + separation * shift.to(device)
+    offsets = torch.randn(n_classes * per_class, dim, generator=gen,
+                          dtype=torch.float64).to(device)  # cpu draw, as above
+    labels = torch.arange(n_classes, device=device).repeat_interleave(per_class)
     return means, offsets, labels
 
 
@@ -106,15 +111,17 @@ class NoisyTanhNet(torch.nn.Module):
     (``noisy=False``: the noise-free centres ``f_l(x)``, used by :func:`mixture_mi`).
     """
 
-    def __init__(self, widths: list[int], beta: float, *, seed: int = 0):
+    def __init__(self, widths: list[int], beta: float, *, seed: int = 0,
+                 device: torch.device | str = "cpu"):
         super().__init__()
         self.beta = _check_beta(beta)
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)  # cpu: the same weights on every device
         self.layers = torch.nn.ModuleList()
         for a, b in zip(widths[:-1], widths[1:], strict=True):
-            lin = torch.nn.Linear(a, b, dtype=torch.float64)
+            lin = torch.nn.Linear(a, b, dtype=torch.float64, device=device)
             with torch.no_grad():
-                lin.weight.copy_(torch.randn(b, a, generator=gen, dtype=torch.float64) / a**0.5)
+                w = torch.randn(b, a, generator=gen, dtype=torch.float64)  # cpu: as above
+                lin.weight.copy_(w / a**0.5)
                 lin.bias.zero_()
             self.layers.append(lin)
 
@@ -127,3 +134,35 @@ class NoisyTanhNet(torch.nn.Module):
                 h = h + self.beta * torch.randn_like(h)
             hidden.append(h)
         return self.layers[-1](h), hidden
+
+
+def track_training(net: NoisyTanhNet, x: torch.Tensor, y: torch.Tensor, *, steps: int,
+                   every: int, lr: float = 0.02, n_noise: int = 32) -> np.ndarray:
+    """Train ``net`` with Adam on cross-entropy (noise on) and record the layers over training.
+
+    Every ``every`` steps (and at step 0 and ``steps``) it records, per hidden layer ℓ,
+    ``I(X; T_ℓ)`` (:func:`mixture_mi` of the noise-free centres ``f_ℓ(x_i)`` with the net's β,
+    its Monte Carlo standard error) and the silhouette score of ``f_ℓ(x_i)`` with the labels
+    ``y`` (scikit-learn), plus the training accuracy. Returns an array (checkpoints, 2 + 3L):
+    ``[step, I_1..I_L, stderr_1..stderr_L, silhouette_1..silhouette_L, accuracy]``. The
+    noise draws of checkpoint ``k`` use seed ``k`` (goldfeld2019estimating's experiment at toy
+    scale; chapter "Information flow in noisy networks").
+    """
+    steps, every = check_int("steps", steps, low=1), check_int("every", every, low=1)
+    opt = torch.optim.Adam(net.parameters(), lr=check_positive("lr", lr))
+    labels = y.cpu().numpy()
+    history = []
+    for step in range(steps + 1):
+        if step % every == 0 or step == steps:
+            with torch.no_grad():
+                out, hidden = net(x, noisy=False)
+            est = [mixture_mi(h, net.beta, n_noise=n_noise, seed=len(history)) for h in hidden]
+            history.append([step] + [e.value for e in est] + [e.stderr for e in est]
+                           + [silhouette_score(h.cpu().numpy(), labels) for h in hidden]
+                           + [(out.argmax(1) == y).double().mean().item()])
+        if step < steps:
+            loss = torch.nn.functional.cross_entropy(net(x)[0], y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return np.array(history)
