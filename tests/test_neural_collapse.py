@@ -1,4 +1,5 @@
-"""Tests for helpers.neural_collapse (chapter "Square loss: low-rank bias and neural collapse")."""
+"""Tests for helpers.topics.square_loss (chapter "Square loss: low-rank bias and neural
+collapse")."""
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from helpers.topics.square_loss import (
     etf_deviation,
     nc1,
     simplex_etf_gram,
+    tail_energy,
     weight_decay_unrolled,
 )
 
@@ -110,3 +112,38 @@ def test_smoke_weight_decay_lowers_rank_on_digits():
                           batch_size=32)
     r0, r1 = (entropy_rank(m.weights[1][k]) for k in range(2))
     assert r1 < r0
+
+
+def test_tail_energy_zero_at_rank_k_and_matches_svd_oracle():
+    gen = torch.Generator().manual_seed(4)
+    A = torch.randn(12, 3, generator=gen, dtype=torch.float64) @ torch.randn(
+        3, 9, generator=gen, dtype=torch.float64)  # rank 3
+    assert tail_energy(A, 3) == pytest.approx(0.0, abs=1e-20)
+    assert tail_energy(A, 2) > 0
+    B = torch.randn(12, 9, generator=gen, dtype=torch.float64)
+    s = np.linalg.svd(B.numpy(), compute_uv=False)  # oracle: numpy's SVD
+    assert tail_energy(B, 4) == pytest.approx(float((s[4:] ** 2).sum() / (s ** 2).sum()), rel=1e-10)
+    assert tail_energy(B, 0) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="k"):
+        tail_energy(B, 10)
+    with pytest.raises(ValueError, match="W"):
+        tail_energy(torch.zeros(3), 1)
+
+
+def test_simplex_gram_follows_the_device_asked_for():
+    E = simplex_etf_gram(4, device="cpu")
+    assert E.device.type == "cpu" and torch.linalg.eigvalsh(E)[0].abs() < 1e-12
+    with pytest.raises(ValueError, match="n_classes"):
+        simplex_etf_gram(1)
+
+
+def test_smoke_batch_size_sweep_as_in_full_mode():
+    # full mode trains one model per batch size in one run (sizes up to 1024 of 1258 samples)
+    d = helpers.digits(seed=0)
+    x, y = d.x_train, d.y_train
+    Y = torch.nn.functional.one_hot(y, 10).float()
+    m = helpers.BatchedMLP([64, 16, 16, 10], seeds=[0, 0, 0])
+    helpers.train_batched(m, x, Y, lr=0.1, steps=50, weight_decay=0.01, loss="mse",
+                          batch_size=[8, 256, 1024])
+    ranks = [entropy_rank(W) for W in m.weights[1]]
+    assert all(1.0 <= r <= 16.0 for r in ranks)

@@ -7,6 +7,8 @@ the rank of your neural network*:
 
 - :func:`entropy_rank`, the effective rank ``exp(H(p))`` of a matrix, with ``p_i = s_i / Σ s_j``
   its normalised singular values (Roy & Vetterli 2007);
+- :func:`tail_energy`, the fraction ``Σ_{i>k} s_i² / Σ_i s_i²`` of a matrix's squared Frobenius
+  norm outside its top k singular directions (0 exactly when its rank is at most k);
 - :func:`nc1`, the within-class variability ``NC1 = tr(Σ_W Σ_B⁺) / C`` of features;
 - :func:`etf_deviation`, how far the centred class means are from a simplex equiangular tight
   frame (ETF);
@@ -23,6 +25,7 @@ from collections.abc import Sequence
 
 import torch
 
+from helpers.core.validation import check_int, check_positive, check_real, check_shape
 from helpers.engine.batched import BatchedMLP
 
 Tensor = torch.Tensor
@@ -44,11 +47,24 @@ def entropy_rank(W: Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
+def tail_energy(W: Tensor, k: int) -> float:
+    """``Σ_{i>k} s_i² / Σ_i s_i²``: the share of ``‖W‖_F²`` outside the top k singular values.
+
+    Zero exactly when ``rank W ≤ k``; for a weight matrix trained with weight decay, Galanti
+    et al. (2022) predict it near zero for k of the order of the number of classes. W: (m, n).
+    """
+    check_shape("W", W, (None, None))
+    k = check_int("k", k, low=0, high=min(W.shape))
+    s2 = torch.linalg.svdvals(W.detach().to(torch.float64)) ** 2
+    if s2.sum() <= 0:
+        raise ValueError("W must not be zero")
+    return float(s2[k:].sum() / s2.sum())
+
+
 def _check_features(H: Tensor, y: Tensor, n_classes: int) -> None:
-    if H.ndim != 2 or y.ndim != 1 or H.shape[0] != y.shape[0]:
-        raise ValueError(f"H must be (n, p) and y (n,), got {tuple(H.shape)} and {tuple(y.shape)}")
-    if n_classes < 2:
-        raise ValueError(f"n_classes must be at least 2, got {n_classes}")
+    check_shape("H", H, (None, None))
+    check_shape("y", y, (H.shape[0],))
+    check_int("n_classes", n_classes, low=2)
     if int(y.min()) < 0 or int(y.max()) >= n_classes:
         raise ValueError(f"y must take values in [0, {n_classes}), got range "
                          f"[{int(y.min())}, {int(y.max())}]")
@@ -82,12 +98,10 @@ def nc1(H: Tensor, y: Tensor, n_classes: int, *, rtol: float = 1e-6) -> float:
     return float(torch.trace(sigma_w @ torch.linalg.pinv(sigma_b, rtol=rtol)) / n_classes)
 
 
-def simplex_etf_gram(n_classes: int) -> Tensor:
+def simplex_etf_gram(n_classes: int, *, device: torch.device | str | None = None) -> Tensor:
     """Gram matrix of a unit-norm simplex ETF: ``(C/(C−1)) (I − 11ᵀ/C)``, float64 (C, C)."""
-    if n_classes < 2:
-        raise ValueError(f"n_classes must be at least 2, got {n_classes}")
-    C = n_classes
-    return (torch.eye(C, dtype=torch.float64) - 1.0 / C) * C / (C - 1)
+    C = check_int("n_classes", n_classes, low=2)
+    return (torch.eye(C, dtype=torch.float64, device=device) - 1.0 / C) * C / (C - 1)
 
 
 def etf_deviation(H: Tensor, y: Tensor, n_classes: int) -> float:
@@ -99,7 +113,7 @@ def etf_deviation(H: Tensor, y: Tensor, n_classes: int) -> float:
     M, mu = class_means(H, y, n_classes)
     B = M - mu
     G = B @ B.T
-    E = simplex_etf_gram(n_classes)
+    E = simplex_etf_gram(n_classes, device=G.device)
     return float((G / G.norm() - E / E.norm()).norm())
 
 
@@ -118,8 +132,8 @@ def weight_decay_unrolled(W0: Tensor, grads: Sequence[Tensor], *, eta: float,
                           lam: float) -> Tensor:
     """``W_T = (1 − ηλ)^T W_0 − η Σ_{t<T} (1 − ηλ)^(T−1−t) G_t``, the unrolled update
     ``W_{t+1} = (1 − ηλ) W_t − η G_t`` of SGD with weight decay (Galanti et al. 2022)."""
-    if eta <= 0 or lam < 0:
-        raise ValueError(f"eta must be positive and lam non-negative, got {eta}, {lam}")
+    check_positive("eta", eta)
+    check_real("lam", lam, low=0.0)
     T, q = len(grads), 1.0 - eta * lam
     out = q ** T * W0
     for t, G in enumerate(grads):
@@ -133,13 +147,11 @@ def conv_toeplitz(w: Tensor, n_in: int) -> Tensor:
 
     Every row holds the whole kernel once, so ``‖T(w)‖_F = sqrt(n_out) ‖w‖``.
     """
-    if w.ndim != 1:
-        raise ValueError(f"w must be a 1-D kernel, got shape {tuple(w.shape)}")
+    check_shape("w", w, (None,))
     k = w.shape[0]
-    if n_in < k:
-        raise ValueError(f"n_in must be at least the kernel length {k}, got {n_in}")
+    n_in = check_int("n_in", n_in, low=k)
     n_out = n_in - k + 1
-    T = torch.zeros(n_out, n_in, dtype=w.dtype)
+    T = torch.zeros(n_out, n_in, dtype=w.dtype, device=w.device)
     for i in range(n_out):
         T[i, i:i + k] = w
     return T
