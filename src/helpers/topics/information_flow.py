@@ -81,7 +81,8 @@ def binned_entropy(representation: torch.Tensor, bin_width: float) -> float:
 
 
 def clustered_centres(n_classes: int, per_class: int, dim: int, *, separation: float = 20.0,
-                      seed: int = 0, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      seed: int = 0, device: torch.device | str = "cpu"
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Class means and unit-scale offsets for N = n_classes · per_class mixture centres.
 
     Returns ``(means, offsets, labels)`` with means (K, dim) at pairwise distance
@@ -92,7 +93,9 @@ def clustered_centres(n_classes: int, per_class: int, dim: int, *, separation: f
     """
     n_classes = check_int("n_classes", n_classes, low=1)
     per_class = check_int("per_class", per_class, low=1)
-    dim = check_int("dim", dim, low=n_classes)
+    dim = check_int("dim", dim, low=1)
+    if dim < n_classes:
+        raise ValueError(f"n_classes must be at most dim, got n_classes={n_classes}, dim={dim}")
     gen = torch.Generator().manual_seed(seed)  # cpu: the same centres on every device
     means = separation / np.sqrt(2) * torch.eye(n_classes, dim, dtype=torch.float64,
                                                 device=device)
