@@ -15,7 +15,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Progress bars are widgets; static HTML cannot show them, so built pages go without.
 export BOOK_PROGRESS ?= 0
 
-.PHONY: book test env check-env pair lint unit build-test browser claims clean
+.PHONY: book test env check-env pair lint unit build-test browser claims clean gpu-check
 
 # Fails at once, before any install, on a bad BOOK_MODE / BOOK_SEED.
 check-env:
@@ -89,6 +89,13 @@ claims:
 ## make pair: write each chapter's .ipynb from its .md (run after editing a chapter)
 pair: env
 	$(VENV)/bin/jupytext --sync $(shell grep -l "format_name: myst" book/*.md book/*/*.md)
+
+## make gpu-check: on a machine with a GPU (no install, no network: the machine's own python
+## with torch), unit tests on cuda, every chapter in quick mode on cuda compared with the CPU
+## ledger in _build/claims, then full mode for as many chapters as fit; writes book/gpu.json.
+GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+gpu-check:
+	PYTHONPATH=$(CURDIR)/src $(GPU_PYTHON) -m helpers.gpu_check --budget $${GPU_BUDGET:-510}
 
 clean:
 	rm -rf _build

@@ -66,13 +66,18 @@ def select(chapters: dict[str, Path], names: list[str] | None) -> dict[str, Path
     return chosen
 
 
-def run_notebook(notebook: Path, seed: int, claims: Path, timeout: int = 900) -> dict:
-    """Execute ``notebook`` in a fresh kernel with ``BOOK_SEED=seed`` (quick mode, one thread).
+def run_notebook(notebook: Path, seed: int, claims: Path, timeout: int = 900, *,
+                 mode: str = "quick", device: str | None = None,
+                 extra_env: dict[str, str] | None = None) -> dict:
+    """Execute ``notebook`` in a fresh kernel with ``BOOK_SEED=seed`` (one CPU thread).
 
     Returns ``{"seconds", "error"}``; its claim records are in ``claims``.
     """
-    env = dict(os.environ, BOOK_SEED=str(seed), BOOK_MODE="quick", BOOK_CLAIMS_DIR=str(claims),
-               BOOK_PROGRESS="0", OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    env = dict(os.environ, BOOK_SEED=str(seed), BOOK_MODE=mode, BOOK_CLAIMS_DIR=str(claims),
+               BOOK_PROGRESS="0", OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE",
+               **(extra_env or {}))
+    if device is not None:
+        env["BOOK_DEVICE"] = device
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "helpers.seeds", "--execute", str(notebook),

@@ -6,6 +6,8 @@ cell is ``cfg = helpers.start_chapter("<chapter-name>")``.
 
 from __future__ import annotations
 
+import atexit
+import os
 import re
 
 from helpers.core import ledger
@@ -30,7 +32,19 @@ def start_chapter(name: str, *, quiet: bool = False) -> BookConfig:
     threads = configure_threads()
     use_book_style()
     ledger.begin_chapter(name, cfg)
+    peak_file = os.environ.get("BOOK_PEAK_MEMORY_FILE", "").strip()
+    if peak_file:
+        atexit.register(_write_peak_memory, peak_file)
     if not quiet:
         print(f"chapter {name}: mode={cfg.mode} seed={cfg.seed} device={cfg.device_name} "
               f"threads={threads}")
     return cfg
+
+
+def _write_peak_memory(path: str) -> None:
+    """Write the kernel's peak GPU memory in bytes (0 without CUDA) to ``path`` at exit."""
+    import torch
+
+    peak = torch.cuda.max_memory_allocated() if torch.cuda.is_initialized() else 0
+    with open(path, "w") as out:
+        out.write(f"{peak}\n")
