@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers.core.validation import check_choice, check_int
 from helpers.engine.batched_backprop import Workspace, loss_and_grads, make_batch, supported
 from helpers.engine.models import MLP
 
@@ -222,10 +223,8 @@ def train_batched(model: BatchedMLP, x: Tensor, y: Tensor, *, lr: float | Sequen
     CPU with T intra-op threads the models are split into T groups trained side by side, one
     core each (``_descend_in_threads``). Other activations run autograd on all K at once.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be positive, got {steps}")
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    check_int("steps", steps, low=1)
+    check_choice("loss", loss, LOSSES)
     K = model.n_models
     params = list(model.parameters())
     lr_t = _per_model(lr, K, "lr", params[0])
@@ -338,8 +337,7 @@ def train_one(model: nn.Module, x: Tensor, y: Tensor, *, lr: float, steps: int,
     ``batch_size``); set it to the largest size of a ``train_batched`` run with one batch
     size per model to reproduce one of its models. Returns the last training loss.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be positive, got {steps}")
+    check_int("steps", steps, low=1)
     params = list(model.parameters())
     value = 0.0
     for idx in _batches(x.shape[0], batch_size, steps, seed, x.device, draw=draw):

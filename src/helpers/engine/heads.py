@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from helpers.core.validation import check_int, check_positive, check_real
+
 Tensor = torch.Tensor
 
 # The shared face plan: (x, y, z, width, amplitude) of the features on one side (x >= 0) or on
@@ -100,14 +102,10 @@ def random_heads(n: int, *, seed: int, n_extra: int = 3, jitter: float = 0.08,
     ``asymmetry > 0`` then moves every blob independently by N(0, asymmetry²) per coordinate and
     scales its amplitude by exp(N(0, asymmetry²)), breaking the symmetry.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if isinstance(n_extra, bool) or not isinstance(n_extra, int) or n_extra < 0:
-        raise ValueError(f"n_extra must be a non-negative int, got {n_extra!r}")
-    if not jitter >= 0:
-        raise ValueError(f"jitter must be non-negative, got {jitter!r}")
-    if not asymmetry >= 0:
-        raise ValueError(f"asymmetry must be non-negative, got {asymmetry!r}")
+    check_int("n", n, low=1)
+    check_int("n_extra", n_extra, low=0)
+    check_real("jitter", jitter, low=0.0)
+    check_real("asymmetry", asymmetry, low=0.0)
     cpu = torch.device("cpu")  # drawn on the CPU: the same heads on every device
     gen = torch.Generator(device=cpu).manual_seed(int(seed))
     draw = {"generator": gen, "dtype": dtype}
@@ -141,10 +139,8 @@ def random_heads(n: int, *, seed: int, n_extra: int = 3, jitter: float = 0.08,
 def pixel_grid(size: int, *, extent: float = 1.6, dtype: torch.dtype = torch.float64,
                device: torch.device | str = "cpu") -> Tensor:
     """``size`` pixel centres on [−extent, extent], exactly antisymmetric: g[::-1] == −g."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 2:
-        raise ValueError(f"size must be an int >= 2, got {size!r}")
-    if not extent > 0:
-        raise ValueError(f"extent must be positive, got {extent!r}")
+    check_int("size", size, low=2)
+    check_positive("extent", extent)
     # (i − (size−1)/2) is a half-integer, so negation is exact and so is the product
     return ((torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2)
             * (2 * extent / (size - 1)))
@@ -162,8 +158,7 @@ def render_heads(heads: Heads, angles_deg: Tensor, *, size: int = 24, extent: fl
     angles = torch.as_tensor(angles_deg, dtype=heads.centres.dtype, device=heads.centres.device)
     if angles.ndim != 1 or not torch.isfinite(angles).all():
         raise ValueError("angles_deg must be a finite 1-D tensor of angles in degrees")
-    if not tau > 0:
-        raise ValueError(f"tau must be positive, got {tau!r}")
+    check_positive("tau", tau)
     theta = torch.deg2rad(angles)
     cos, sin = torch.cos(theta)[None, :, None], torch.sin(theta)[None, :, None]  # (1, V, 1)
     x, y, z = heads.centres.unbind(-1)  # (H, K) each

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, hessian, jacrev
 
+from helpers.core.validation import check_positive
+
 
 def flat_parameters(model: nn.Module) -> torch.Tensor:
     """All parameters of ``model`` concatenated into one vector (P,), detached."""
@@ -52,7 +54,6 @@ def output_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def count_near_zero(eigenvalues: torch.Tensor, *, rel_tol: float = 1e-8) -> int:
     """How many eigenvalues have ``|λ| ≤ rel_tol · max |λ|``."""
-    if not rel_tol > 0:
-        raise ValueError(f"rel_tol must be positive, got {rel_tol}")
+    check_positive("rel_tol", rel_tol)
     mags = eigenvalues.abs()
     return int((mags <= rel_tol * mags.max()).sum())

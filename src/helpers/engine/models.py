@@ -10,13 +10,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from helpers.core.validation import check_ints, check_positive
+
 
 def _check_widths(widths: Sequence[int]) -> list[int]:
-    widths = list(widths)
+    widths = check_ints("widths", list(widths), low=1)
     if len(widths) < 2:
         raise ValueError(f"widths needs at least an input and an output size, got {widths}")
-    if any(not isinstance(w, int) or w < 1 for w in widths):
-        raise ValueError(f"widths must be positive integers, got {widths}")
     return widths
 
 
@@ -54,8 +54,7 @@ class DeepLinear(nn.Module):
                  dtype: torch.dtype = torch.float64, device: torch.device | str | None = None):
         super().__init__()
         widths = _check_widths(widths)
-        if not init_scale > 0:
-            raise ValueError(f"init_scale must be positive, got {init_scale}")
+        check_positive("init_scale", init_scale)
         gen = torch.Generator().manual_seed(seed)  # cpu: the same weights on every device
         self.weights = nn.ParameterList(
             nn.Parameter((init_scale * torch.randn(b, a, generator=gen, dtype=dtype)  # cpu: same

@@ -11,6 +11,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from helpers.core.validation import check_int, check_positive
+
 
 def fit_lbfgs(model: nn.Module, loss_fn: Callable[[], torch.Tensor], *, max_iter: int = 500,
               rounds: int = 20, tol: float = 1e-28) -> float:
@@ -20,8 +22,8 @@ def fit_lbfgs(model: nn.Module, loss_fn: Callable[[], torch.Tensor], *, max_iter
     ``tol``. Use float64 models to reach a minimum precise enough to see Hessian degeneracy.
     Returns the final loss.
     """
-    if max_iter < 1 or rounds < 1:
-        raise ValueError(f"max_iter and rounds must be positive, got {max_iter}, {rounds}")
+    check_int("max_iter", max_iter, low=1)
+    check_int("rounds", rounds, low=1)
     opt = torch.optim.LBFGS(model.parameters(), max_iter=max_iter, history_size=50,
                             tolerance_grad=1e-30, tolerance_change=1e-30,
                             line_search_fn="strong_wolfe")
@@ -48,10 +50,8 @@ def train_gd(model: nn.Module, loss_fn: Callable[[], torch.Tensor], *, eta: floa
     Returns the losses recorded every ``record_every`` steps (and at the last step), or just
     the final loss when ``record_every`` is 0.
     """
-    if not eta > 0:
-        raise ValueError(f"eta must be positive, got {eta}")
-    if steps < 1:
-        raise ValueError(f"steps must be positive, got {steps}")
+    check_positive("eta", eta)
+    check_int("steps", steps, low=1)
     params = [p for p in model.parameters() if p.requires_grad]
     losses = []
     for t in range(1, steps + 1):
@@ -67,8 +67,8 @@ def train_gd(model: nn.Module, loss_fn: Callable[[], torch.Tensor], *, eta: floa
 
 def log_steps(max_step: int, per_decade: int = 8, *, include_zero: bool = False) -> list[int]:
     """Distinct step counts from 1 to ``max_step``, evenly spaced in log t (and 0 if asked)."""
-    if max_step < 1 or per_decade < 1:
-        raise ValueError(f"max_step and per_decade must be positive, got {max_step}, {per_decade}")
+    check_int("max_step", max_step, low=1)
+    check_int("per_decade", per_decade, low=1)
     k = int(math.ceil(per_decade * math.log10(max_step))) + 1
     top = math.log10(max_step)
     steps = sorted({int(round(10 ** (i * top / max(k - 1, 1)))) for i in range(k)})
@@ -87,8 +87,7 @@ def fit_to_zero_loss(make_model: Callable[[int], nn.Module],
     Raises:
         RuntimeError: if no try reaches ``tol`` (then the model likely cannot interpolate).
     """
-    if tries < 1:
-        raise ValueError(f"tries must be at least 1, got {tries}")
+    check_int("tries", tries, low=1)
     best: tuple[nn.Module, float] | None = None
     for i in range(tries):
         model = make_model(seed + i)
