@@ -27,6 +27,8 @@ import math
 import numpy as np
 import torch
 
+from helpers.core.validation import check_choice, check_int, check_positive, check_shape
+
 ACTIVATIONS = ("relu", "tanh")
 _H, _Z_MAX = 0.3, 9.0  # trapezoid step scale and range in z: errors below 1e-14 (see _nodes)
 
@@ -35,9 +37,7 @@ GAP_SERIES = (8 / 3, 4 / 15, 3 / 35, 5 / 126, 35 / 1584, 63 / 4576, 77 / 8320)
 
 
 def _check_activation(activation: str) -> str:
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    return activation
+    return check_choice("activation", activation, ACTIVATIONS)
 
 
 def _positive(name: str, value, allow_zero: bool = False) -> np.ndarray:
@@ -189,8 +189,7 @@ def correlation_trajectory(c0: float, depth: int, sigma_w: float, sigma_b: float
     Returns ``(q, delta)``, arrays of length depth + 1 with q_l and δ_l = 1 − c_l. Give
     ``delta0`` instead of ``c0`` to start closer to c = 1 than float64 resolves.
     """
-    if not isinstance(depth, int | np.integer) or depth < 0:
-        raise ValueError(f"depth must be a non-negative integer, got {depth!r}")
+    depth = check_int("depth", depth, low=0)
     if q0 is None:
         q0 = float(variance_fixed_point(sigma_w, sigma_b, activation))
     q, delta = np.empty(depth + 1), np.empty(depth + 1)
@@ -202,22 +201,27 @@ def correlation_trajectory(c0: float, depth: int, sigma_w: float, sigma_b: float
 
 
 def correlated_inputs(cs, q0: float, width: int, *, seed: int = 0,
-                      dtype: torch.dtype = torch.float64) -> torch.Tensor:
+                      dtype: torch.dtype = torch.float64,
+                      device: torch.device | str = "cpu") -> torch.Tensor:
     """Pre-activations z^0 (1 + len(cs), width) of squared norm q0·width with exact correlations.
 
     Row 0 is a random direction u; row i is c_i u + √(1 − c_i²) v_i, with u, v_i orthonormal
     (QR of a Gaussian matrix), so the empirical q and c of the inputs are exactly q0 and c_i.
+    The draw and the QR run on the CPU, so the inputs are the same on every device; the result
+    is moved to ``device``.
     """
     cs = np.asarray(cs, dtype=np.float64).reshape(-1)
-    if np.any(np.abs(cs) > 1) or width < len(cs) + 1:
-        raise ValueError(f"cs must lie in [-1, 1] and width must exceed len(cs), got {cs}, {width}")
-    q0 = float(_positive("q0", q0))
-    gen = torch.Generator().manual_seed(seed)
-    basis, _ = torch.linalg.qr(torch.randn(width, len(cs) + 1, generator=gen, dtype=dtype))
+    if np.any(np.abs(cs) > 1):
+        raise ValueError(f"cs must lie in [-1, 1], got {cs}")
+    width = check_int("width", width, low=len(cs) + 1)
+    q0 = check_positive("q0", q0)
+    gen = torch.Generator().manual_seed(seed)  # cpu: same draws on every device
+    gauss = torch.randn(width, len(cs) + 1, generator=gen, dtype=dtype)  # cpu: CPU generator
+    basis, _ = torch.linalg.qr(gauss)
     basis = basis.T * math.sqrt(q0 * width)  # (k, N), orthogonal rows of squared norm q0·N
     rows = [basis[0]] + [c * basis[0] + math.sqrt(1 - c * c) * basis[i + 1]
                          for i, c in enumerate(cs.tolist())]
-    return torch.stack(rows)
+    return torch.stack(rows).to(device)
 
 
 def random_network_gram(z0: torch.Tensor, depth: int, sigma_w: float, sigma_b: float,
@@ -229,10 +233,8 @@ def random_network_gram(z0: torch.Tensor, depth: int, sigma_w: float, sigma_b: f
     one batched matmul. Returns the empirical Gram matrices G_l = z^l z^lᵀ / N, shape
     (n_nets, depth + 1, k, k): q_l = diag G_l and c_l = G_l / √(q q) at finite width.
     """
-    if z0.ndim != 2:
-        raise ValueError(f"z0 must have shape (k, N), got {tuple(z0.shape)}")
-    if n_nets < 1 or depth < 0:
-        raise ValueError(f"n_nets must be positive and depth non-negative, got {n_nets}, {depth}")
+    check_shape("z0", z0, (None, None))
+    n_nets, depth = check_int("n_nets", n_nets, low=1), check_int("depth", depth, low=0)
     act = {"relu": torch.relu, "tanh": torch.tanh}[_check_activation(activation)]
     gen = torch.Generator(device=z0.device).manual_seed(seed)
     k, width = z0.shape
@@ -257,13 +259,14 @@ def mean_field_init_(model, sigma_ws, sigma_b: float, *, seed: int = 0):
     if len(sw) != model.n_models:
         raise ValueError(f"sigma_ws must give one value per model ({model.n_models}), "
                          f"got {len(sw)}")
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # cpu: same draws on every device
     last = len(model.weights) - 1
     with torch.no_grad():
         for i, (w, b) in enumerate(zip(model.weights, model.biases, strict=True)):
-            scale = torch.as_tensor(sw if i < last else np.ones_like(sw), dtype=w.dtype)
-            fresh = torch.randn(w.shape, generator=gen, dtype=w.dtype) / math.sqrt(w.shape[-1])
-            w.copy_((scale[:, None, None] * fresh).to(w.device))
-            bias = torch.randn(b.shape, generator=gen, dtype=b.dtype) * sigma_b
-            b.copy_(bias.to(b.device) if i < last else torch.zeros_like(b))
+            scale = torch.as_tensor(sw if i < last else np.ones_like(sw), dtype=w.dtype,
+                                    device=w.device)
+            fresh = torch.randn(w.shape, generator=gen, dtype=w.dtype).to(w.device)
+            w.copy_(scale[:, None, None] * fresh / math.sqrt(w.shape[-1]))
+            bias = torch.randn(b.shape, generator=gen, dtype=b.dtype).to(b.device) * sigma_b
+            b.copy_(bias if i < last else torch.zeros_like(b))
     return model
