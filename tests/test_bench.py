@@ -32,6 +32,13 @@ def test_batched_benchmark_reports_consistent_ratios():
     assert out["one_by_one_flops_per_s"] * best == pytest.approx(
         out["batched_flops_per_s"] * out["batched_s"])
     assert torch.get_num_threads() == threads  # the one-thread run restores the setting
+    for peer in ("torch_func", "stacked_autograd"):
+        assert out[f"speedup_vs_{peer}"] == pytest.approx(out[f"{peer}_s"] / out["batched_s"])
+        assert out[f"speedup_vs_{peer}_minibatch"] == pytest.approx(
+            out[f"{peer}_minibatch_s"] / out["batched_minibatch_s"])
+    assert "torch.func" in bench.format_report(out | {
+        "device": "cpu", "torch": "x", "threads": 1, "machine": "m", "mode": "quick",
+        "date": "d"})
 
 
 def test_time_notebook_runs_a_fresh_kernel(tmp_path):

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from helpers.bench_peers import train_stacked_autograd, train_torch_func
 from helpers.core.seeding import one_cpu_thread
 from helpers.engine.batched import BatchedMLP, train_batched, train_one
 from helpers.engine.data import digits
@@ -90,7 +91,16 @@ def _one_vs_batched(x, y, seeds, steps, batch_size, device, repeats: int) -> dic
         with one_cpu_thread():
             one_by_one()
 
-    runs = {"one_by_one": one_by_one, "batched": batched, "one_by_one_1thread": one_thread}
+    def torch_func() -> None:
+        train_torch_func(WIDTHS, seeds, x, y, lr=0.1, steps=steps, batch_size=batch_size)
+        _sync(None, device)
+
+    def stacked() -> None:
+        train_stacked_autograd(WIDTHS, seeds, x, y, lr=0.1, steps=steps, batch_size=batch_size)
+        _sync(None, device)
+
+    runs = {"one_by_one": one_by_one, "batched": batched, "one_by_one_1thread": one_thread,
+            "torch_func": torch_func, "stacked_autograd": stacked}
     times = dict.fromkeys(runs, float("inf"))
     for _ in range(repeats):
         for name, fn in runs.items():
@@ -134,6 +144,15 @@ def batched_benchmark(models: int = 32, steps: int = 200, device: torch.device |
             "batched_minibatch_s": mini["batched"],
             "batched_speedup_minibatch": mini["one_by_one"] / mini["batched"],
             "batched_speedup_minibatch_vs_best": best_mini / mini["batched"],
+            "torch_func_s": full["torch_func"], "stacked_autograd_s": full["stacked_autograd"],
+            "torch_func_minibatch_s": mini["torch_func"],
+            "stacked_autograd_minibatch_s": mini["stacked_autograd"],
+            "speedup_vs_torch_func": full["torch_func"] / full["batched"],
+            "speedup_vs_stacked_autograd": full["stacked_autograd"] / full["batched"],
+            "speedup_vs_torch_func_minibatch": mini["torch_func"] / mini["batched"],
+            "speedup_vs_stacked_autograd_minibatch": mini["stacked_autograd"] / mini["batched"],
+            "torch_func_flops_fraction": flops / full["torch_func"] / peak,
+            "stacked_autograd_flops_fraction": flops / full["stacked_autograd"] / peak,
             "repeats": repeats}
 
 
@@ -232,6 +251,18 @@ def format_report(report: dict) -> str:
     lines.append(f"batched_flops_fraction   {report['batched_flops_fraction']:.2f} "
                  f"({report['batched_flops_per_s'] / 1e9:.1f} of "
                  f"{report['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s)")
+    if "speedup_vs_torch_func" in report:
+        lines += [
+            "peers, same 32 models and update, best of the same interleaved runs:",
+            f"  torch.func (stack_module_state + vmap(grad)): engine "
+            f"{report['speedup_vs_torch_func']:.2f}x faster full batch "
+            f"({report['torch_func_s']:.2f} s, flops fraction "
+            f"{report['torch_func_flops_fraction']:.2f}), "
+            f"{report['speedup_vs_torch_func_minibatch']:.2f}x with mini-batches",
+            f"  stacked weights + autograd: engine {report['speedup_vs_stacked_autograd']:.2f}x "
+            f"faster full batch ({report['stacked_autograd_s']:.2f} s, flops fraction "
+            f"{report['stacked_autograd_flops_fraction']:.2f}), "
+            f"{report['speedup_vs_stacked_autograd_minibatch']:.2f}x with mini-batches"]
     if "notebook_threads" in report:
         lines.append(f"notebooks, one after another, {report['notebook_threads']} thread(s) each:")
     for row in report.get("notebooks", []):
