@@ -115,3 +115,20 @@ def test_train_full_gd_fits_random_labels_smoke():
     assert history[-1] == 1.0 and history[0] < 0.5
     with pytest.raises(ValueError, match="eta"):
         train_full_gd(net, x.float(), y, eta=0.0, max_steps=1)
+
+
+def test_train_full_gd_squared_and_cross_entropy_both_fit_and_reject_unknown_loss():
+    x, _ = distinct_digits(24, seed=3)
+    y = random_labels(24, 10, seed=4)
+    for loss, eta in (("squared", 0.3), ("cross-entropy", 0.5)):
+        net = WideCNN(3, seed=5, dtype=torch.float32)
+        history = train_full_gd(net, x.float(), y, eta=eta, max_steps=2000, loss=loss)
+        assert history[-1] == 1.0, (loss, len(history))
+    with pytest.raises(ValueError, match="loss"):
+        train_full_gd(net, x.float(), y, eta=0.3, max_steps=1, loss="hinge")
+
+
+def test_device_arguments_place_data():
+    x, digit = distinct_digits(5, seed=0, device="cpu")
+    y = random_labels(5, 3, seed=0, device="cpu")
+    assert x.device.type == digit.device.type == y.device.type == "cpu"

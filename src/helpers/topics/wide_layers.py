@@ -19,12 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from helpers.core.validation import check_choice, check_int, check_positive
+
 ACTIVATIONS = {"tanh": nn.Tanh, "softplus": nn.Softplus, "sigmoid": nn.Sigmoid,
                "relu": nn.ReLU, "identity": nn.Identity}
 
 
-def distinct_digits(n: int, *, seed: int, dtype: torch.dtype = torch.float64
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def distinct_digits(n: int, *, seed: int, dtype: torch.dtype = torch.float64,
+                    device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` distinct images of scikit-learn's bundled 8×8 digits, standardised per pixel.
 
     Exact duplicates are removed first (identical images give identical feature rows, so no
@@ -37,8 +39,7 @@ def distinct_digits(n: int, *, seed: int, dtype: torch.dtype = torch.float64
     """
     from sklearn.datasets import load_digits
 
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    n = check_int("n", n)
     bunch = load_digits()
     data, target = bunch.data.astype(np.float64), bunch.target
     _, first = np.unique(data, axis=0, return_index=True)
@@ -48,16 +49,16 @@ def distinct_digits(n: int, *, seed: int, dtype: torch.dtype = torch.float64
     sd = data.std(0)
     data = (data - data.mean(0)) / np.where(sd > 0, sd, 1.0)
     pick = np.random.default_rng(seed).choice(keep, size=n, replace=False)
-    x = torch.as_tensor(data[pick], dtype=dtype).reshape(n, 1, 8, 8)
-    return x, torch.as_tensor(target[pick], dtype=torch.int64)
+    x = torch.as_tensor(data[pick], dtype=dtype, device=device).reshape(n, 1, 8, 8)
+    return x, torch.as_tensor(target[pick], dtype=torch.int64, device=device)
 
 
-def random_labels(n: int, n_classes: int, *, seed: int) -> torch.Tensor:
+def random_labels(n: int, n_classes: int, *, seed: int, device: torch.device | str = "cpu"
+                  ) -> torch.Tensor:
     """``n`` labels drawn uniformly from ``{0, …, n_classes − 1}``, independent of any input."""
-    if n < 1 or n_classes < 2:
-        raise ValueError(f"n must be ≥ 1 and n_classes ≥ 2, got n={n}, n_classes={n_classes}")
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randint(n_classes, (n,), generator=gen)
+    n, n_classes = check_int("n", n, low=1), check_int("n_classes", n_classes, low=2)
+    gen = torch.Generator().manual_seed(seed)  # cpu: same labels on every device
+    return torch.randint(n_classes, (n,), generator=gen).to(device)
 
 
 class WideCNN(nn.Module):
@@ -79,10 +80,8 @@ class WideCNN(nn.Module):
         super().__init__()
         for name, v in (("wide_channels", wide_channels), ("channels", channels),
                         ("n_classes", n_classes)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+            check_int(name, v, low=1)
+        check_choice("activation", activation, sorted(ACTIVATIONS))
         act = ACTIVATIONS[activation]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -110,8 +109,7 @@ def numerical_rank(matrix: torch.Tensor, *, rtol: float | None = None) -> int:
     s = torch.linalg.svdvals(matrix)
     if rtol is None:
         rtol = max(matrix.shape) * torch.finfo(matrix.dtype).eps
-    if not rtol > 0:
-        raise ValueError(f"rtol must be positive, got {rtol}")
+    rtol = check_positive("rtol", rtol)
     return int((s > rtol * s[0]).sum()) if s[0] > 0 else 0
 
 
@@ -156,23 +154,28 @@ def readout_fit(features: torch.Tensor, labels: torch.Tensor, n_classes: int
 
 
 def train_full_gd(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, *, eta: float,
-                  max_steps: int) -> list[float]:
-    """Full-batch gradient descent on the cross-entropy over *all* parameters of ``model``.
+                  max_steps: int, loss: str = "squared") -> list[float]:
+    """Full-batch gradient descent over *all* parameters of ``model``.
 
-    Stops as soon as every training label is predicted (or after ``max_steps``); returns the
-    training accuracy before each step and after the last one.
+    ``loss="squared"``: ½ Σ_j (f_j(x_i) − Y_ij)² per sample on one-hot targets Y, averaged
+    over samples (the loss of Nguyen & Hein's landscape theorem); ``"cross-entropy"``: softmax
+    cross-entropy. Stops as soon as every training label is predicted (or after
+    ``max_steps``); returns the training accuracy before each step and after the last one.
     """
-    if not eta > 0 or max_steps < 1:
-        raise ValueError(f"eta and max_steps must be positive, got eta={eta}, "
-                         f"max_steps={max_steps}")
+    eta, max_steps = check_positive("eta", eta), check_int("max_steps", max_steps, low=1)
+    check_choice("loss", loss, ["squared", "cross-entropy"])
     params = [p for p in model.parameters() if p.requires_grad]
+    n_classes = model(x[:1]).shape[1]
+    targets = nn.functional.one_hot(labels, n_classes).to(x.dtype)
     history = []
     for _ in range(max_steps):
         out = model(x)
         history.append((out.argmax(1) == labels).double().mean().item())
         if history[-1] == 1.0:
             return history
-        grads = torch.autograd.grad(nn.functional.cross_entropy(out, labels), params)
+        objective = (0.5 * ((out - targets) ** 2).sum(1).mean() if loss == "squared"
+                     else nn.functional.cross_entropy(out, labels))
+        grads = torch.autograd.grad(objective, params)
         with torch.no_grad():
             for p, g in zip(params, grads, strict=True):
                 p -= eta * g
