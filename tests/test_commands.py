@@ -72,3 +72,28 @@ def test_gpu_check_compares_verdicts_with_the_cpu_ledger(tmp_path, monkeypatch):
     (tmp_path / "book" / "bench.json").write_text(json.dumps(
         {"notebooks": [{"notebook": "book/depth/resnet_rnn.ipynb", "seconds": 3.5}]}))
     assert cpu_times(tmp_path) == {"resnet-rnn": 3.5}
+
+
+def test_the_sweep_runs_a_tiny_chapter_on_a_two_worker_dask_cluster(tmp_path, monkeypatch):
+    import nbformat
+
+    from helpers import seeds
+
+    (tmp_path / "_config.yml").write_text("title: tiny\n")
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nparts:\n  - caption: P\n    chapters:\n"
+        "      - file: book/part/tiny\n")
+    (tmp_path / "book" / "part").mkdir(parents=True)
+    code = ('import helpers\ncfg = helpers.start_chapter("tiny", quiet=True)\n'
+            'helpers.check_claim("the seed is at least 1000", cfg.seed, ">=", 1000,'
+            ' kind="sanity", paper="k", note="the sweep starts at 1000")')
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]),
+                   tmp_path / "book" / "part" / "tiny.ipynb")
+    monkeypatch.chdir(tmp_path)
+    assert seeds.main(["--seeds", "2", "--jobs", "2", "--publish"]) == 0
+    published = json.loads((tmp_path / "book" / "seeds.json").read_text())
+    entry = published["chapters"]["tiny"]
+    assert entry["seeds"] == [1000, 1001] and entry["errors"] == {}
+    (row,) = entry["claims"]
+    assert (row["passed"], row["min"], row["max"]) == (2, 1000, 1001)
+    assert published["runs"][0]["jobs"] == 2

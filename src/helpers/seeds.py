@@ -16,8 +16,13 @@ Usage::
                             [--publish]
 
 ``--publish`` merges the chapters swept into ``book/seeds.json`` (other chapters' entries are
-kept), which the book's *Reproducibility* page and every chapter header show. Each task (one
-chapter under one seed) is a separate process with one CPU thread; ``--jobs`` run at once.
+kept), which the book's *Reproducibility* page and every chapter header show.
+
+Each task (one chapter under one seed, in its own kernel with one CPU thread) runs on Dask
+distributed: by default on an embedded ``LocalCluster`` of ``--jobs`` single-threaded worker
+processes; ``--scheduler ADDRESS`` sends the tasks to a running Dask cluster instead (a cluster
+of machines or GPUs whose workers see this checkout at the same path). Each task returns its
+claim records, so the merged report does not depend on where it ran.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 from helpers.core.ledger import ClaimRecord, find_root, load_ledger
@@ -144,28 +149,52 @@ def summarise(runs: dict[int, list[ClaimRecord]], errors: dict[int, str | None])
     return rows
 
 
-def sweep(chapters: dict[str, Path], seeds: list[int], jobs: int, timeout: int) -> dict:
-    """Run every (chapter, seed) task, ``jobs`` at a time; the summary per chapter."""
+def run_task(name: str, notebook: str, seed: int, timeout: int) -> dict:
+    """One chapter under one seed, in a fresh kernel: its outcome and its claim records.
+
+    Runs wherever a Dask worker runs it; the records travel back as plain dicts.
+    """
+    with tempfile.TemporaryDirectory(prefix="book-seed-") as tmp:
+        outcome = run_notebook(Path(notebook), seed, Path(tmp), timeout)
+        records = [asdict(r) for r in load_ledger(tmp)]
+    return {"name": name, "seed": seed, "outcome": outcome, "records": records}
+
+
+def sweep(chapters: dict[str, Path], seeds: list[int], jobs: int, timeout: int,
+          scheduler: str | None = None) -> dict:
+    """Run every (chapter, seed) task on Dask; the summary per chapter.
+
+    ``scheduler`` is the address of a running Dask scheduler; without it an embedded
+    ``LocalCluster`` of ``jobs`` single-threaded worker processes runs the tasks.
+    """
+    from dask.distributed import Client, LocalCluster, as_completed
+
     from helpers.core.progress import progress
 
-    tasks = [(name, path, seed) for name, path in chapters.items() for seed in seeds]
-    with tempfile.TemporaryDirectory(prefix="book-seeds-") as tmp:
-        def task(item):
-            name, path, seed = item
-            folder = Path(tmp) / f"{name}-{seed}"
-            folder.mkdir()
-            outcome = run_notebook(path, seed, folder, timeout)
-            return name, seed, outcome, load_ledger(folder)
-
-        results = {}
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for name, seed, outcome, records in progress(pool.map(task, tasks), total=len(tasks),
-                                                         desc="chapter × seed"):
-                results.setdefault(name, {})[seed] = (outcome, records)
-                status = "ok" if outcome["error"] is None else outcome["error"]
-                print(f"{name} seed {seed}: {outcome['seconds']:.0f} s, {status}", flush=True)
+    tasks = [(name, str(path), seed) for name, path in chapters.items() for seed in seeds]
+    cluster = None if scheduler else LocalCluster(
+        n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
+        silence_logs=40)
+    results: dict[str, dict[int, tuple[dict, list[ClaimRecord]]]] = {}
+    try:
+        with Client(scheduler or cluster) as client:
+            futures = [client.submit(run_task, name, path, seed, timeout, pure=False)
+                       for name, path, seed in tasks]
+            for future in progress(as_completed(futures), total=len(futures),
+                                   desc="chapter × seed"):
+                done = future.result()
+                records = [ClaimRecord(**row) for row in done["records"]]
+                results.setdefault(done["name"], {})[done["seed"]] = (done["outcome"],
+                                                                      records)
+                status = done["outcome"]["error"] or "ok"
+                print(f"{done['name']} seed {done['seed']}: "
+                      f"{done['outcome']['seconds']:.0f} s, {status}", flush=True)
+    finally:
+        if cluster is not None:
+            cluster.close()
     report = {}
-    for name, per_seed in results.items():
+    for name in chapters:
+        per_seed = dict(sorted(results.get(name, {}).items()))
         runs = {s: recs for s, (_, recs) in per_seed.items()}
         errors = {s: out["error"] for s, (out, _) in per_seed.items()}
         seconds = [out["seconds"] for out, _ in per_seed.values()]
@@ -230,7 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=int, default=DEFAULT_START,
                         help=f"first seed (default {DEFAULT_START})")
     parser.add_argument("--chapter", action="append", help="a chapter to sweep (repeatable)")
-    parser.add_argument("--jobs", type=int, default=2, help="tasks at once (default 2)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="worker processes of the embedded Dask cluster (default 2)")
+    parser.add_argument("--scheduler", default=None,
+                        help="address of a running Dask scheduler (default: a LocalCluster)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
     parser.add_argument("--publish", action="store_true",
                         help="merge the result into book/seeds.json")
@@ -252,16 +284,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     seeds = list(range(args.start, args.start + args.seeds))
     began = time.perf_counter()
-    report = sweep(chapters, seeds, args.jobs, args.timeout)
+    report = sweep(chapters, seeds, args.jobs, args.timeout, args.scheduler)
     elapsed = time.perf_counter() - began
     print(format_report(report))
+    where = args.scheduler or f"{args.jobs} local workers"
     print(f"\n{len(chapters)} chapters × {len(seeds)} seeds in {elapsed / 60:.1f} min "
-          f"({args.jobs} at once)")
+          f"({where})")
     out = root / "_build" / "seeds.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
     if args.publish:
         meta = {"chapters": sorted(chapters), "seeds": seeds, "jobs": args.jobs,
+                "scheduler": args.scheduler,
                 "minutes": round(elapsed / 60, 1), "cpus": os.cpu_count(),
                 "date": time.strftime("%Y-%m-%d")}
         publish(report, root / "book" / "seeds.json", meta)
