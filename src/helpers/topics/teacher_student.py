@@ -1,7 +1,10 @@
 """Batch-norm backward as a projection, and student specialisation in a teacher-student setting.
 
-Two mechanisms from Tian, "A theoretical framework for deep locally connected ReLU network"
-(2018), introduced in the chapter "A teacher-student framework for deep ReLU networks".
+Two mechanisms from Tian's teacher-student analyses, introduced in the chapter "A
+teacher-student framework for deep ReLU networks": batch norm's gradient as a projection, from
+"A theoretical framework for deep locally connected ReLU network" (2018), and student
+specialisation, from "Student specialization in deep ReLU networks with finite width and input
+dimension" (2020, arXiv 1909.13458).
 
 Batch norm in training mode maps a channel's batch ``x`` (N values) to
 ``xhat = (x - mean x) / s`` with ``s = sqrt(var x + eps)``. Its backward pass is
@@ -15,17 +18,21 @@ is not removed completely: it keeps the fraction ``eps / (var + eps)``.
 In the teacher-student setting a fixed two-layer ReLU teacher
 ``y = sum_j v_j relu(w_j . x + b_j)`` labels fresh Gaussian inputs, and an over-realised
 student (more hidden nodes) is trained on them. Student nodes *specialise*: each strong teacher
-node ends up highly correlated with some student node, strong nodes first.
+node ends up highly correlated with some student node, strong nodes first, and an
+over-realised student covers more teacher nodes than an exactly realised one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from helpers.core.progress import progress
+from helpers.core.seeding import make_generator
+from helpers.core.validation import check_int, check_ints, check_real, check_shape
 
 
 def batch_norm_train(x: Tensor, eps: float = 0.0) -> Tensor:
@@ -33,10 +40,9 @@ def batch_norm_train(x: Tensor, eps: float = 0.0) -> Tensor:
 
     ``x`` is (N, C); the variance is the biased one (divide by N), as in torch. No affine part.
     """
-    if x.ndim != 2 or x.shape[0] < 2:
-        raise ValueError(f"x must have shape (N, C) with N >= 2, got {tuple(x.shape)}")
-    if eps < 0:
-        raise ValueError(f"eps must be non-negative, got {eps}")
+    check_shape("x", x, (None, None))
+    check_int("x.shape[0]", x.shape[0], low=2)
+    check_real("eps", eps, low=0.0)
     mu = x.mean(dim=0)
     var = x.var(dim=0, unbiased=False)
     return (x - mu) / torch.sqrt(var + eps)
@@ -59,8 +65,7 @@ def bn_projected_gradient(x: Tensor, grad_out: Tensor) -> Tensor:
 
 def eps_leak(var: Tensor, eps: float) -> Tensor:
     """Fraction ``eps / (var + eps)`` of the ``xhat`` component that batch norm's backward keeps."""
-    if eps < 0:
-        raise ValueError(f"eps must be non-negative, got {eps}")
+    check_real("eps", eps, low=0.0)
     return eps / (var + eps)
 
 
@@ -68,8 +73,8 @@ def eps_leak(var: Tensor, eps: float) -> Tensor:
 class Teacher:
     """K independent two-layer ReLU teachers ``y = sum_j v_j relu(w_j . x + b_j)``.
 
-    Fields: ``w`` (K, m, d) unit-norm rows; ``b`` (K, m); ``v`` (m,) output weights sorted from
-    strongest to weakest, ``v_j = j^(-decay)``.
+    Fields: ``w`` (K, m, d) unit-norm rows; ``b`` (K, m); ``v`` (K, m) output weights of each
+    teacher, sorted from strongest to weakest, ``v_j = j^(-decay)``.
     """
 
     w: Tensor
@@ -77,23 +82,29 @@ class Teacher:
     v: Tensor
 
     def __call__(self, x: Tensor) -> Tensor:  # (K, B, d) or (B, d) -> (K, B)
-        return relu_nodes(self.w, self.b, x) @ self.v
+        return (relu_nodes(self.w, self.b, x) * self.v[:, None, :]).sum(-1)
 
 
 def make_teacher(n_teachers: int, d: int, m: int, *, decay: float = 1.0, seed: int = 0,
-                 bias_range: float = 0.25) -> Teacher:
+                 bias_range: float = 0.25, device: torch.device | str = "cpu") -> Teacher:
     """Random teachers with ``m`` hidden nodes, output weights ``j^(-decay)``, ``j = 1..m``."""
-    for name, value in (("n_teachers", n_teachers), ("d", d), ("m", m)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if decay < 0:
-        raise ValueError(f"decay must be non-negative, got {decay}")
-    gen = torch.Generator().manual_seed(seed)
-    w = torch.randn(n_teachers, m, d, generator=gen)
+    check_int("n_teachers", n_teachers, low=1)
+    check_int("d", d, low=1)
+    check_int("m", m, low=1)
+    check_real("decay", decay, low=0.0)
+    gen = make_generator(seed, device)
+    w = torch.randn(n_teachers, m, d, generator=gen, device=device)
     w = w / w.norm(dim=-1, keepdim=True)
-    b = (2 * torch.rand(n_teachers, m, generator=gen) - 1) * bias_range
-    v = torch.arange(1, m + 1, dtype=w.dtype) ** -decay
-    return Teacher(w, b, v)
+    b = (2 * torch.rand(n_teachers, m, generator=gen, device=device) - 1) * bias_range
+    v = torch.arange(1, m + 1, dtype=w.dtype, device=device) ** -decay
+    return Teacher(w, b, v.expand(n_teachers, m).clone())
+
+
+def stack_teachers(*teachers: Teacher) -> Teacher:
+    """The teachers of several :class:`Teacher` objects as one, pairs concatenated in order."""
+    if not teachers:
+        raise ValueError("teachers must name at least one Teacher")
+    return Teacher(*(torch.cat([getattr(t, f) for t in teachers]) for f in ("w", "b", "v")))
 
 
 def relu_nodes(w: Tensor, b: Tensor, x: Tensor) -> Tensor:
@@ -106,11 +117,13 @@ def relu_nodes(w: Tensor, b: Tensor, x: Tensor) -> Tensor:
     return torch.relu(x @ w.transpose(-1, -2) + b[:, None])
 
 
-def best_correlations(teacher: Teacher, w_s: Tensor, b_s: Tensor, x: Tensor) -> Tensor:
+def best_correlations(teacher: Teacher, w_s: Tensor, b_s: Tensor, x: Tensor,
+                      active: Tensor | None = None) -> Tensor:
     """For each teacher node, ``max_k corr(f_j(x), g_k(x))`` over student nodes, shape (K, m).
 
     ``corr`` is the Pearson correlation of the two activations over the inputs ``x`` (B, d); a
-    student node that never fires has correlation 0.
+    student node that never fires has correlation 0, and so has a node outside ``active``
+    (K, n), a mask of the nodes each student really has.
     """
     def standardise(a: Tensor) -> Tensor:  # (K, B, nodes), unit-norm centred columns
         a = a - a.mean(dim=1, keepdim=True)
@@ -119,6 +132,8 @@ def best_correlations(teacher: Teacher, w_s: Tensor, b_s: Tensor, x: Tensor) -> 
 
     ft = standardise(relu_nodes(teacher.w, teacher.b, x))
     gs = standardise(relu_nodes(w_s, b_s, x))
+    if active is not None:
+        gs = gs * active[:, None, :].to(gs.dtype)
     return (ft.transpose(1, 2) @ gs).amax(dim=-1)
 
 
@@ -126,7 +141,8 @@ def best_correlations(teacher: Teacher, w_s: Tensor, b_s: Tensor, x: Tensor) -> 
 class StudentRun:
     """Result of :func:`train_students`: ``steps`` (T,), ``correlations`` (T, K, m) best
     correlation of each teacher node over training, ``first_match`` (K, m) first recorded step
-    with correlation above the threshold (``steps[-1]`` if never), ``final_loss`` (K,)."""
+    with correlation above the threshold (``inf`` if never: a censored time, not the step
+    limit), ``final_loss`` (K,)."""
 
     steps: Tensor
     correlations: Tensor
@@ -134,45 +150,69 @@ class StudentRun:
     final_loss: Tensor
 
 
-def train_students(teacher: Teacher, n: int, *, steps: int, batch: int = 256, lr: float = 3e-3,
-                   every: int = 50, threshold: float = 0.9, n_eval: int = 4096,
-                   seed: int = 0) -> StudentRun:
-    """Train one over-realised student (``n`` ReLU nodes) per teacher with Adam on fresh inputs.
+def train_students(teacher: Teacher, n: int | Sequence[int], *, steps: int, batch: int = 256,
+                   lr: float = 3e-3, every: int = 50, threshold: float = 0.9,
+                   n_eval: int = 4096, seed: int = 0) -> StudentRun:
+    """Train one student (``n`` ReLU nodes, or ``n[k]`` for pair k) per teacher with Adam on
+    fresh inputs.
 
     Each step draws ``batch`` new inputs ``x ~ N(0, I_d)`` and minimises the mean squared error
     to the teacher's outputs; every ``every`` steps it records :func:`best_correlations` on a
-    fixed evaluation set of ``n_eval`` Gaussian inputs.
+    fixed evaluation set of ``n_eval`` Gaussian inputs. Students of different sizes train in one
+    run: each has ``max(n)`` nodes of which only its first ``n[k]`` are connected to the output
+    (the others get zero gradient, so Adam never moves them, and they are not counted).
     """
     K, m, d = teacher.w.shape
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if steps < 1 or every < 1 or batch < 1:
-        raise ValueError(f"steps, every and batch must be positive, got {steps}, {every}, {batch}")
-    gen = torch.Generator().manual_seed(seed)
-    w_s = (torch.randn(K, n, d, generator=gen) / d**0.5).requires_grad_()
-    b_s = torch.zeros(K, n).requires_grad_()
-    v_s = (torch.randn(K, n, generator=gen) / n**0.5).requires_grad_()
-    c_s = torch.zeros(K, 1).requires_grad_()
+    sizes = [check_int("n", n, low=1)] * K if not isinstance(n, Sequence) else check_ints(
+        "n", n, low=1, length=K)
+    for name, value in (("steps", steps), ("every", every), ("batch", batch),
+                        ("n_eval", n_eval)):
+        check_int(name, value, low=1)
+    check_real("threshold", threshold, low=-1.0, high=1.0)
+    device, n_max = teacher.w.device, max(sizes)
+    gen = make_generator(seed, device)
+    active = torch.arange(n_max, device=device) < torch.tensor(sizes, device=device)[:, None]
+    w_s = (torch.randn(K, n_max, d, generator=gen, device=device) / d**0.5).requires_grad_()
+    b_s = torch.zeros(K, n_max, device=device).requires_grad_()
+    scale = torch.tensor(sizes, dtype=torch.float32, device=device)[:, None] ** -0.5
+    v_s = (torch.randn(K, n_max, generator=gen, device=device) * scale).requires_grad_()
+    c_s = torch.zeros(K, 1, device=device).requires_grad_()
     opt = torch.optim.Adam([w_s, b_s, v_s, c_s], lr=lr)
-    x_eval = torch.randn(n_eval, d, generator=gen)
+    x_eval = torch.randn(n_eval, d, generator=gen, device=device)
     recorded, history = [], []
     for t in progress(range(steps + 1), desc="students"):
         if t % every == 0 or t == steps:
             with torch.no_grad():
-                history.append(best_correlations(teacher, w_s, b_s, x_eval))
+                history.append(best_correlations(teacher, w_s, b_s, x_eval, active))
             recorded.append(t)
         if t == steps:
             break
-        x = torch.randn(batch, d, generator=gen)
+        x = torch.randn(batch, d, generator=gen, device=device)
         y = teacher(x)  # (K, B)
-        out = (relu_nodes(w_s, b_s, x) * v_s[:, None]).sum(-1) + c_s  # (K, B)
+        out = (relu_nodes(w_s, b_s, x) * (v_s * active)[:, None]).sum(-1) + c_s  # (K, B)
         loss = ((out - y) ** 2).mean(dim=1)
         opt.zero_grad()
         loss.sum().backward()
         opt.step()
-    ts = torch.tensor(recorded, dtype=torch.float32)
+    ts = torch.tensor(recorded, dtype=torch.float32, device=device)
     corr = torch.stack(history)  # (T, K, m)
     hit = corr > threshold
-    first_idx = torch.where(hit.any(0), hit.float().argmax(0), len(recorded) - 1)
-    first = torch.where(hit.any(0), ts[first_idx], float(steps))
+    first = torch.where(hit.any(0), ts[hit.float().argmax(0)], float("inf"))
     return StudentRun(ts, corr, first, loss.detach())
+
+
+def order_concordance(first_match: Tensor, strong: Sequence[int], weak: Sequence[int]) -> Tensor:
+    """Per pair, the share of (strong j, weak k) node pairs with ``first_j < first_k`` (ties
+    count one half), (K,). Never-matched nodes have ``first = inf``, so a strong node matched
+    before a never-matched weak one counts as earlier, and two never-matched ones tie.
+
+    The Mann-Whitney statistic U / (|strong| |weak|) of each pair: 1/2 in expectation when the
+    order of matching does not depend on strength, with variance
+    ``(s + w + 1) / (12 s w)`` for s strong and w weak nodes under that null.
+    """
+    check_shape("first_match", first_match, (None, None))
+    strong, weak = list(strong), list(weak)
+    a = first_match[:, strong][:, :, None]  # (K, s, 1)
+    b = first_match[:, weak][:, None, :]  # (K, 1, w)
+    score = (a < b).to(torch.float64) + 0.5 * (a == b).to(torch.float64)
+    return score.mean(dim=(1, 2))
