@@ -1,5 +1,6 @@
 """The chapter "Implicit bias of gradient descent": least squares
-(``least_squares``), max-margin classifiers (``max_margin``)."""
+(``least_squares``), max-margin classifiers (``max_margin``), gradient descent near a
+degenerate minimum (``near_minimum``)."""
 
 from helpers.topics.implicit_bias.least_squares import (
     early_stopping_ridge_gap,
@@ -16,17 +17,29 @@ from helpers.topics.implicit_bias.max_margin import (
     logistic_gd,
     separable_data,
 )
+from helpers.topics.implicit_bias.near_minimum import (
+    gd_to_minimum,
+    loss_and_grad,
+    order_of_deviation,
+    tanh_jacobian,
+    tanh_net,
+)
 
 __all__ = [
     "angle_degrees",
     "early_stopping_ridge_gap",
     "gd_closed_form",
     "gd_least_squares",
+    "gd_to_minimum",
     "hard_margin_svm",
     "logistic_gd",
+    "loss_and_grad",
     "min_norm_solution",
     "null_space_projector",
+    "order_of_deviation",
     "ridge_solution",
     "separable_data",
     "stability_limit",
+    "tanh_jacobian",
+    "tanh_net",
 ]

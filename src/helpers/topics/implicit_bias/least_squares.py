@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 import torch
 
+from helpers.core.validation import check_int, check_positive
+
 Tensor = torch.Tensor
 
 
@@ -95,10 +97,8 @@ def gd_least_squares(
         ValueError: for a non-positive step size, one above the stability limit, bad shapes.
     """
     X, y = _check_xy(X, y)
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
-    if not isinstance(eta, int | float) or not math.isfinite(eta) or eta <= 0:
-        raise ValueError(f"eta must be a positive finite number, got {eta!r}")
+    steps = check_int("steps", steps, low=0)
+    eta = check_positive("eta", eta)
     limit = stability_limit(X)
     if eta >= limit and not allow_unstable:
         raise ValueError(f"eta={eta:g} is above the stability limit 2/sigma_max^2={limit:g}: "
@@ -147,8 +147,7 @@ def gd_closed_form(X: Tensor, y: Tensor, *, eta: float, ts: Tensor,
 def ridge_solution(X: Tensor, y: Tensor, lam: float) -> Tensor:
     """argmin ½‖Xw − y‖² + ½λ‖w‖² = Xᵀ(XXᵀ + λI)⁻¹y, for λ > 0. Shape (d,)."""
     X, y = _check_xy(X, y)
-    if not lam > 0:
-        raise ValueError(f"lam must be positive, got {lam!r}")
+    lam = check_positive("lam", lam)
     n = X.shape[0]
     return X.T @ torch.linalg.solve(X @ X.T + lam * torch.eye(n, dtype=X.dtype,
                                                                 device=X.device), y)

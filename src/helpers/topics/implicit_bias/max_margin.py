@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
+from helpers.core.validation import check_int, check_positive, check_real
+
 Tensor = torch.Tensor
 
 
@@ -33,16 +35,15 @@ def separable_data(n: int, d: int, *, margin: float = 0.1, seed: int = 0,
     with ``|uᵀx| < margin`` are redrawn, so every point lies at least ``margin`` from the plane.
     Returns X (n, d) and y (n,) in float64.
     """
-    if n < 2 or d < 1:
-        raise ValueError(f"need n >= 2 and d >= 1, got n={n}, d={d}")
-    if margin < 0:
-        raise ValueError(f"margin must be non-negative, got {margin}")
-    gen = torch.Generator().manual_seed(seed)
-    u = torch.randn(d, generator=gen, dtype=torch.float64)
+    n = check_int("n", n, low=2)
+    d = check_int("d", d, low=1)
+    margin = check_real("margin", margin, low=0.0)
+    gen = torch.Generator().manual_seed(seed)  # cpu: the same points on every device
+    u = torch.randn(d, generator=gen, dtype=torch.float64)  # cpu: drawn with gen, moved at the end
     u /= u.norm()
     rows: list[Tensor] = []
     while sum(len(r) for r in rows) < n:
-        x = torch.randn(4 * n, d, generator=gen, dtype=torch.float64)
+        x = torch.randn(4 * n, d, generator=gen, dtype=torch.float64)  # cpu: as above
         rows.append(x[(x @ u).abs() >= margin])
     X = torch.cat(rows)[:n]
     y = torch.sign(X @ u)
@@ -65,8 +66,7 @@ def logistic_gd(X: Tensor, y: Tensor, *, eta: float, checkpoints: list[int],
         W of shape (len(checkpoints), d) or (len(checkpoints), B, d).
     """
     _check_labels(X, y)
-    if eta <= 0:
-        raise ValueError(f"eta must be positive, got {eta}")
+    eta = check_positive("eta", eta)
     if not checkpoints or any(b <= a for a, b in zip(checkpoints, checkpoints[1:], strict=False)):
         raise ValueError("checkpoints must be a non-empty increasing list of step counts")
     n = X.shape[-2]
