@@ -1,5 +1,6 @@
 """Tests for helpers.encoder_decoder (chapter "encoder-decoder", Ye & Sung 2019)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,8 @@ from helpers.topics.encoder_decoder import (
     jacobian_ranks,
     jacobians,
     line_breakpoints,
+    line_pattern_counts,
+    poly_fit,
 )
 
 F64 = torch.float64
@@ -65,8 +68,10 @@ def test_relu_count_and_pattern_shape():
 def test_encoder_decoder_bad_input():
     with pytest.raises(ValueError, match="n must"):
         EncoderDecoder1d(30, [4, 4])
-    with pytest.raises(ValueError, match="channels"):
+    with pytest.raises(TypeError, match="channels"):
         EncoderDecoder1d(32, [])
+    with pytest.raises(ValueError, match="channels"):
+        EncoderDecoder1d(32, [4, 0])
     with pytest.raises(ValueError, match="x must"):
         EncoderDecoder1d(32, [4])(inputs(2, 16))
     with pytest.raises(ValueError, match="x must"):
@@ -114,3 +119,27 @@ def test_count_patterns_runs_and_distinct():
     assert count_patterns(p) == (3, 2)
     with pytest.raises(ValueError, match="patterns"):
         count_patterns(torch.zeros(3, dtype=torch.bool))
+
+
+def test_line_pattern_counts_match_a_single_layer_and_are_distinct():
+    # one bias-free layer of N neurons: a generic line through a wide window meets N + 1 regions
+    net = EncoderDecoder1d(16, [3], seed=1)
+    counts = line_pattern_counts(net, 3, s_max=1e4, seed=0)
+    assert counts.tolist() == [net.n_relu + 1] * 3
+    deep = EncoderDecoder1d(32, [2, 4, 8], skips=True, seed=2)
+    assert (line_pattern_counts(deep, 2, s_max=50.0, seed=1) >= 1).all()
+
+
+def test_poly_fit_recovers_coefficients_and_standard_errors():
+    rng = np.random.default_rng(0)
+    x = np.repeat(np.arange(1.0, 7.0), 50)
+    coefs = []
+    for _ in range(200):
+        y = 1.0 + 0.5 * x - 0.1 * x**2 + rng.normal(0, 0.3, x.shape)
+        c, se = poly_fit(x, y, 2)
+        coefs.append(c)
+    coefs = np.array(coefs)
+    assert np.allclose(coefs.mean(0), [1.0, 0.5, -0.1], atol=4 * coefs.std(0) / np.sqrt(200))
+    assert np.allclose(se, coefs.std(0), rtol=0.25)  # the OLS formula matches the spread
+    with pytest.raises(ValueError, match="degree"):
+        poly_fit(x[:3], x[:3], 2)

@@ -19,16 +19,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import jacfwd, vmap
 
-
-def _check_positive_ints(name: str, values: Sequence[int]) -> list[int]:
-    values = list(values)
-    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
-        raise ValueError(f"{name} must be a non-empty list of positive ints, got {values!r}")
-    return values
+from helpers.core.validation import check_int, check_ints, check_positive
 
 
 class EncoderDecoder1d(nn.Module):
@@ -47,9 +43,9 @@ class EncoderDecoder1d(nn.Module):
     def __init__(self, n: int, channels: Sequence[int], *, skips: bool = False,
                  bias: bool = False, dtype: torch.dtype = torch.float64, seed: int = 0):
         super().__init__()
-        channels = _check_positive_ints("channels", channels)
+        channels = check_ints("channels", list(channels), low=1)
         levels = len(channels)
-        if isinstance(n, bool) or not isinstance(n, int) or n < 2**levels or n % 2**levels:
+        if check_int("n", n, low=2**levels) % 2**levels:
             raise ValueError(f"n must be a positive multiple of 2**len(channels) = "
                              f"{2**levels}, got {n!r}")
         c = [1, *channels]
@@ -129,9 +125,10 @@ def jacobian_ranks(jac: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_rank(jac)
 
 
-def haar_filters(dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def haar_filters(dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+                 ) -> torch.Tensor:
     """The orthonormal Haar analysis pair [(1, 1), (1, −1)] / √2, shape (2, 2), H Hᵀ = I."""
-    return torch.tensor([[1.0, 1.0], [1.0, -1.0]], dtype=dtype) / math.sqrt(2)
+    return torch.tensor([[1.0, 1.0], [1.0, -1.0]], dtype=dtype, device=device) / math.sqrt(2)
 
 
 class HaarCReLU(nn.Module):
@@ -147,9 +144,8 @@ class HaarCReLU(nn.Module):
     def __init__(self, n: int, levels: int, *, crelu: bool = True,
                  dtype: torch.dtype = torch.float64):
         super().__init__()
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
-            raise ValueError(f"levels must be a positive int, got {levels!r}")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 2**levels or n % 2**levels:
+        levels = check_int("levels", levels, low=1)
+        if check_int("n", n, low=2**levels) % 2**levels:
             raise ValueError(f"n must be a positive multiple of 2**levels = {2**levels}, "
                              f"got {n!r}")
         self.n, self.levels, self.crelu = n, levels, crelu
@@ -198,9 +194,8 @@ def line_breakpoints(net: EncoderDecoder1d, u: torch.Tensor, v: torch.Tensor, *,
     if u.shape != (net.n,) or v.shape != (net.n,):
         raise ValueError(f"u and v must have shape ({net.n},), got {tuple(u.shape)}, "
                          f"{tuple(v.shape)}")
-    if not s_max > 0:
-        raise ValueError(f"s_max must be positive, got {s_max}")
-    s = torch.tensor([-s_max, s_max], dtype=u.dtype)
+    s_max = check_positive("s_max", s_max)
+    s = torch.tensor([-s_max, s_max], dtype=u.dtype, device=u.device)
     n_layers = len(net.enc) + len(net.dec) - 1
     with torch.no_grad():
         for layer in range(n_layers):
@@ -224,3 +219,50 @@ def count_patterns(patterns: torch.Tensor) -> tuple[int, int]:
         raise ValueError(f"patterns must be (k ≥ 1, m), got {tuple(patterns.shape)}")
     changes = int((patterns[1:] != patterns[:-1]).any(1).sum())
     return changes + 1, int(torch.unique(patterns, dim=0).shape[0])
+
+
+def line_pattern_counts(net: EncoderDecoder1d, n_lines: int, *, s_max: float, seed: int
+                        ) -> np.ndarray:
+    """Exact numbers of activation regions met by ``n_lines`` random lines u + s v, |s| ≤ s_max.
+
+    (u, v) is an orthonormal pair (QR of a Gaussian n × 2 matrix, drawn on the CPU from
+    ``seed`` so every device sees the same lines), placed on the network's device. Each count
+    is checked to be a count of *distinct* patterns: a line meets a convex region once.
+
+    Returns:
+        Integer array (n_lines,).
+    """
+    n_lines = check_int("n_lines", n_lines, low=1)
+    param = next(net.parameters())
+    gen = torch.Generator().manual_seed(seed)  # cpu: same lines on every device
+    counts = []
+    for _ in range(n_lines):
+        g = torch.randn(net.n, 2, generator=gen, dtype=torch.float64)  # cpu: see above
+        q, _ = torch.linalg.qr(g.to(device=param.device, dtype=param.dtype))
+        s = line_breakpoints(net, q[:, 0], q[:, 1], s_max=s_max)
+        with torch.no_grad():
+            patterns = net.activation_pattern(q[:, 0] + ((s[1:] + s[:-1]) / 2)[:, None] * q[:, 1])
+        pieces, distinct = count_patterns(patterns)
+        if pieces != distinct:
+            raise RuntimeError(f"a line met an activation region twice ({pieces} pieces, "
+                               f"{distinct} patterns): the breakpoints are wrong")
+        counts.append(pieces)
+    return np.asarray(counts)
+
+
+def poly_fit(x: np.ndarray, y: np.ndarray, degree: int) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares polynomial y ≈ Σ_k c_k x^k (k = 0..degree) and the standard errors of c.
+
+    The errors are the usual OLS ones, sqrt(diag(s² (AᵀA)⁻¹)) with s² = ‖residual‖²/(m − degree
+    − 1), valid for independent noise of equal variance (m points).
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    degree = check_int("degree", degree, low=0)
+    if x.shape != y.shape or x.ndim != 1 or len(x) <= degree + 1:
+        raise ValueError(f"x and y must be 1-D of equal length > degree + 1, got {x.shape}, "
+                         f"{y.shape}")
+    a = np.vander(x, degree + 1, increasing=True)
+    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+    resid = y - a @ coef
+    s2 = resid @ resid / (len(y) - degree - 1)
+    return coef, np.sqrt(np.diag(s2 * np.linalg.inv(a.T @ a)))
