@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -215,3 +216,23 @@ def test_train_feedback_grid_smoke():
     with pytest.raises(ValueError, match="rule"):
         train_feedback_grid(split.x_train, split.y_train, split.x_test, split.y_test,
                             [Variant("sign", None, "adam", 0)])
+
+
+def test_grid_paired_difference_best_lr_and_no_angles():
+    split = helpers.bundled("iris", seed=0)
+    variants = [Variant(fb, None, "bn", s) for s in (0, 1, 2) for fb in ("backprop", "sign")]
+    variants += [Variant("sign", None, "sgd", s, lr) for s in (0, 1, 2) for lr in (1e-4, 0.1)]
+    args = (split.x_train, split.y_train, split.x_test, split.y_test, variants)
+    res = train_feedback_grid(*args, hidden=(8,), steps=30, n_evals=2)
+    fast = train_feedback_grid(*args, hidden=(8,), steps=30, n_evals=2, angles=False)
+    # skipping the angle changes nothing else: same curves, angle NaN
+    assert np.array_equal(res.test_acc, fast.test_acc)
+    assert np.allclose(res.train_loss, fast.train_loss, equal_nan=True)
+    assert np.isnan(fast.angle).all()
+    # paired difference: the mean and sd/√S of the per-seed differences (oracle: numpy)
+    a, b = res.index("sign", "bn"), res.index("backprop", "bn")
+    d = res.test_acc[a, -1] - res.test_acc[b, -1]
+    mean, se = res.paired_difference(("sign", "bn"), ("backprop", "bn"))
+    assert mean == pytest.approx(d.mean()) and se == pytest.approx(d.std(ddof=1) / 3**0.5)
+    # best step by training loss: a step of 1e-4 barely moves in 30 steps
+    assert res.best_lr("sign", "sgd", (1e-4, 0.1)) == 0.1

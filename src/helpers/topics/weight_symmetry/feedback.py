@@ -32,6 +32,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from helpers.core.validation import check_positive
+
 FEEDBACKS = ("backprop", "sign", "fixed_random_sign", "batch_random_sign", "random")
 
 
@@ -75,14 +77,14 @@ def concordance_mask(shape: tuple[int, ...], q: float | torch.Tensor, *,
     if len(shape) not in (2, 3):
         raise ValueError(f"shape must be (out, in) or (models, out, in), got {shape}")
     n, lead = shape[-1] * shape[-2], shape[:-2]
-    q_t = torch.as_tensor(q, dtype=torch.float64)
+    q_t = torch.as_tensor(q, dtype=torch.float64)  # cpu: the mask is drawn on the CPU, then moved
     if q_t.dim() == 1:
         if q_t.shape != lead:
             raise ValueError(f"q must be a number or have shape {lead}, got {tuple(q_t.shape)}")
         q_t = q_t[:, None]
     if not ((q_t >= 0) & (q_t <= 1)).all():
         raise ValueError(f"q (sign concordance) must lie in [0, 1], got {q}")
-    keys = torch.rand(*lead, n, generator=generator)
+    keys = torch.rand(*lead, n, generator=generator)  # cpu: same masks on every device
     ranks = keys.argsort(dim=-1).argsort(dim=-1)  # a uniformly random permutation of 0..n-1
     agree = ranks < torch.round(q_t * n).to(ranks.dtype)
     mask = torch.where(agree, 1.0, -1.0).reshape(shape)
@@ -93,7 +95,8 @@ def random_magnitudes(shape: tuple[int, ...], *, generator: torch.Generator | No
                       dtype: torch.dtype = torch.float32,
                       device: torch.device | str | None = None) -> torch.Tensor:
     """Feedback magnitudes M = |N(0, 1)| (mean √(2/π), second moment 1), drawn on the CPU."""
-    return torch.randn(shape, generator=generator).abs().to(dtype=dtype, device=device)
+    draws = torch.randn(shape, generator=generator)  # cpu: same draws on every device
+    return draws.abs().to(dtype=dtype, device=device)
 
 
 def feedback_matrix(weight: torch.Tensor, feedback: str, *, sign_mask: torch.Tensor,
@@ -177,12 +180,11 @@ class FeedbackLinear(nn.Linear):
                  seed: int | None = None, device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None):
         self.q = check_feedback(feedback, q)
-        if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
-            raise ValueError(f"scale must be a positive number, got {scale!r}")
+        check_positive("scale", scale)
         # masks and magnitudes come from a stream apart from the initialisation's, which must
         # not be the same stream: sign(W) would then predict the mask
         self._generator = None if seed is None else \
-            torch.Generator().manual_seed(seed + 0x9E3779B9)
+            torch.Generator().manual_seed(seed + 0x9E3779B9)  # cpu: same draws on every device
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)

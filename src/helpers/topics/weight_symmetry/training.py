@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from helpers.core.validation import check_choice, check_int, check_ints, check_positive
 from helpers.topics.weight_symmetry.feedback import (
     check_feedback,
     concordance_mask,
@@ -81,10 +82,37 @@ class GridResult:
         """Mean over seeds of the final test accuracy."""
         return float(self.test_acc[self.index(feedback, rule, q, lr), -1].mean())
 
+    def paired_difference(self, a: tuple, b: tuple) -> tuple[float, float]:
+        """Mean and standard error over seeds of acc(a) − acc(b), paired by seed.
+
+        ``a`` and ``b`` are ``(feedback, rule[, q[, lr]])`` tuples as for :meth:`index`; the
+        models of one seed share initial weights and minibatches, so the differences
+        d_s = acc_a(s) − acc_b(s) are independent across seeds and the standard error is
+        sd(d_s)/√S.
+        """
+        ia, ib = self.index(*a), self.index(*b)
+        seeds_a = [self.variants[i].seed for i in ia]
+        if seeds_a != [self.variants[i].seed for i in ib] or len(ia) < 2:
+            raise ValueError("a and b must hold the same seeds, at least two of them")
+        d = self.test_acc[ia, -1] - self.test_acc[ib, -1]
+        return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+
+    def best_lr(self, feedback: str, rule: str, lrs: Sequence[float | None],
+                q: float | None = None) -> float | None:
+        """The step size in ``lrs`` whose models end with the lowest mean training loss.
+
+        The loss is measured on the probe batch of training points, so the choice never sees
+        the test set; a diverged run (non-finite loss) counts as infinitely bad.
+        """
+        loss = [self.train_loss[self.index(feedback, rule, q, lr), -1] for lr in lrs]
+        score = [float(np.where(np.isfinite(v), v, np.inf).mean()) for v in loss]
+        return lrs[int(np.argmin(score))]
+
 
 def _batch_norm(z, gamma, beta, running, training, momentum=0.1, eps=1e-5):
     if training:  # statistics over the minibatch, per model and unit
-        mean, var = z.mean(1, keepdim=True), z.var(1, unbiased=False, keepdim=True)
+        mean = z.mean(1, keepdim=True)
+        var = (z - mean).square().mean(1, keepdim=True)  # biased, as batch norm; faster than var
         with torch.no_grad():
             running[0].lerp_(mean, momentum)
             running[1].lerp_(var, momentum)
@@ -106,23 +134,23 @@ class BatchedFeedbackMLP:
     def __init__(self, widths: Sequence[int], variants: Sequence[Variant], *,
                  scale: float = 1.0, dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu"):
-        if len(widths) < 2 or any(int(w) < 1 for w in widths):
-            raise ValueError(f"widths must hold at least two positive sizes, got {widths}")
+        widths = check_ints("widths", widths, low=1)
+        if len(widths) < 2:
+            raise ValueError(f"widths must hold at least two sizes, got {widths}")
         if not variants:
             raise ValueError("variants must not be empty")
         for v in variants:
             check_feedback(v.feedback, v.q)
-            if v.rule not in RULES:
-                raise ValueError(f"rule must be one of {RULES}, got {v.rule!r}")
+            check_choice("rule", v.rule, RULES)
         self.widths, self.variants, self.scale = list(widths), list(variants), scale
-        self.q = torch.tensor([check_feedback(v.feedback, v.q) for v in variants])
+        self.q = torch.tensor([check_feedback(v.feedback, v.q) for v in variants])  # cpu: masks
         self.device = device = torch.device(device)
         self.bn_idx = torch.tensor([i for i, v in enumerate(variants) if v.rule == "bn"],
                                    dtype=torch.long, device=device)
         self.manhattan = torch.tensor([v.rule == "bm" for v in variants],
                                       device=device)[:, None, None]
         seeds = sorted({v.seed for v in variants})
-        pos = torch.tensor([seeds.index(v.seed) for v in variants])
+        pos = torch.tensor([seeds.index(v.seed) for v in variants])  # cpu: indexes CPU draws
         draws = [self._draw(s, dtype) for s in seeds]  # shared by all models of one seed
         stack = lambda key, l: torch.stack([d[key][l] for d in draws])[pos]  # noqa: E731
         n_layers = len(widths) - 1
@@ -134,7 +162,7 @@ class BatchedFeedbackMLP:
         for l in range(n_layers):  # nested: the +1 set for q < q' lies inside the one for q'
             keys = stack("keys", l)
             agree = keys.argsort(-1).argsort(-1) < torch.round(self.q[:, None] * keys.shape[-1])
-            random = torch.tensor([v.feedback == "random" for v in variants])[:, None]
+            random = torch.tensor([v.feedback == "random" for v in variants])[:, None]  # cpu: mask
             signs = torch.where(random, stack("r", l).flatten(1), torch.where(agree, 1.0, -1.0))
             self.masks.append(signs.reshape(self.weights[l].shape).to(device, dtype))
         hidden, m = widths[1:-1], len(self.bn_idx)  # batch-norm state for bn models only
@@ -153,14 +181,14 @@ class BatchedFeedbackMLP:
                                    device=device)
 
     def _draw(self, seed: int, dtype: torch.dtype) -> dict[str, list[torch.Tensor]]:
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)  # cpu: same initial weights on every device
         out: dict[str, list[torch.Tensor]] = {k: [] for k in ("w", "b", "m", "keys", "r")}
         for a, b in zip(self.widths[:-1], self.widths[1:], strict=True):
             bound = 1 / math.sqrt(a)  # nn.Linear's default initialisation
-            out["w"].append(((torch.rand(b, a, generator=gen) * 2 - 1) * bound).to(dtype))
-            out["b"].append(((torch.rand(b, generator=gen) * 2 - 1) * bound).to(dtype))
+            out["w"].append(((torch.rand(b, a, generator=gen) * 2 - 1) * bound).to(dtype))  # cpu
+            out["b"].append(((torch.rand(b, generator=gen) * 2 - 1) * bound).to(dtype))  # cpu
             out["m"].append(random_magnitudes((b, a), generator=gen, dtype=dtype))
-            out["keys"].append(torch.rand(b * a, generator=gen))
+            out["keys"].append(torch.rand(b * a, generator=gen))  # cpu: moved in __init__
             out["r"].append(concordance_mask((b, a), 0.5, generator=gen, dtype=dtype))
         return out
 
@@ -234,17 +262,20 @@ def train_feedback_grid(x_train: torch.Tensor, y_train: torch.Tensor, x_test: to
                         hidden: Sequence[int] = (32, 32, 32), steps: int = 300,
                         batch_size: int = 32, lr: dict[str, float] | None = None,
                         n_evals: int = 10, probe_size: int = 128, scale: float = 1.0,
+                        angles: bool = True,
                         seed: int = 0) -> GridResult:
     """Train every variant on one data set in a single batched loop; return learning curves.
 
     Minibatches are drawn with replacement per seed (models of one seed see the same batches);
     ``n_evals`` evaluations (test accuracy; loss and gradient angle on a fixed probe batch of
     ``probe_size`` training points) are spread evenly over the ``steps`` updates, the last one
-    after the final update. Evaluations do not change the training.
+    after the final update. Evaluations do not change the training. ``angles=False`` skips
+    the gradient angle (two extra backward passes per evaluation) and records NaN instead.
     """
-    if steps < 1 or batch_size < 1 or n_evals < 1:
-        raise ValueError(f"steps, batch_size, n_evals must be positive, got "
-                         f"{steps}, {batch_size}, {n_evals}")
+    steps = check_int("steps", steps, low=1)
+    batch_size = check_int("batch_size", batch_size, low=1)
+    n_evals = check_int("n_evals", n_evals, low=1)
+    check_positive("scale", scale)
     lr = DEFAULT_LR | (lr or {})
     if set(lr) != set(RULES) or not all(v > 0 for v in lr.values()):
         raise ValueError(f"lr must map rules {RULES} to positive step sizes, got {lr}")
@@ -257,15 +288,18 @@ def train_feedback_grid(x_train: torch.Tensor, y_train: torch.Tensor, x_test: to
         raise ValueError("every Variant.lr must be positive")
     m, n = len(variants), len(x_train)
     seeds = sorted({v.seed for v in variants})
-    pos = torch.tensor([seeds.index(v.seed) for v in variants])
-    batch_gens = [torch.Generator().manual_seed(10_007 * s + 1) for s in seeds]
-    gen = torch.Generator().manual_seed(seed)
-    probe = torch.randperm(n, generator=gen)[: min(n, probe_size)].to(x_train.device)
+    pos = torch.tensor([seeds.index(v.seed) for v in variants])  # cpu: indexes CPU draws
+    # cpu: CPU generators keep the minibatches identical on every device
+    batch_gens = [torch.Generator().manual_seed(10_007 * s + 1) for s in seeds]  # cpu: see above
+    gen = torch.Generator().manual_seed(seed)  # cpu: see above
+    probe = torch.randperm(n, generator=gen)[: min(n, probe_size)]  # cpu: moved below
+    probe = probe.to(x_train.device)
     xp, yp = x_train[probe].expand(m, -1, -1), y_train[probe].expand(m, -1)
     eval_at = set(np.unique(np.linspace(0, steps, n_evals + 1).round().astype(int)[1:]))
     acc, loss_curve, angle, at = [], [], [], []
     for t in range(1, steps + 1):
-        idx = torch.stack([torch.randint(n, (batch_size,), generator=g) for g in batch_gens])
+        idx = torch.stack([torch.randint(n, (batch_size,), generator=g)  # cpu: moved below
+                           for g in batch_gens])
         idx = idx[pos].to(x_train.device)  # (M, b)
         net.redraw_magnitudes(gen)
         loss = net.loss(x_train[idx], y_train[idx])
@@ -273,7 +307,14 @@ def train_feedback_grid(x_train: torch.Tensor, y_train: torch.Tensor, x_test: to
         net.step(grads, eta)
         if t in eval_at:
             at.append(t)
-            probe_loss, probe_angle = _gradient_angle(net, xp, yp)
+            if angles:
+                probe_loss, probe_angle = _gradient_angle(net, xp, yp)
+            else:  # the loss alone: one forward pass, no gradients
+                saved = [[r.clone() for r in pair] for pair in net.running]
+                with torch.no_grad():
+                    probe_loss = net.loss(xp, yp).double()
+                net.running = saved
+                probe_angle = torch.full_like(probe_loss, math.nan)
             angle.append(probe_angle)
             loss_curve.append(probe_loss)
             with torch.no_grad():
