@@ -91,3 +91,44 @@ def test_bad_input_shape_and_seeds(device):
         model(torch.randn(3, 6))
     with pytest.raises(ValueError, match="seeds"):
         BatchedMLP([5, 4, 3], [])
+
+
+class StackedLinear(torch.nn.Module):
+    """K linear softmax classifiers with the stacked-model interface (not a BatchedMLP)."""
+
+    def __init__(self, K, d, C, device):
+        super().__init__()
+        g = torch.Generator().manual_seed(1)
+        w = torch.randn(K, C, d, generator=g, dtype=torch.float64)
+        self.weights = torch.nn.ParameterList([torch.nn.Parameter(w.to(device))])
+        self.biases = torch.nn.ParameterList(
+            [torch.nn.Parameter(torch.zeros(K, C, dtype=torch.float64, device=device))])
+        self.n_models = K
+
+    def forward(self, x):  # (n, d) -> (K, n, C)
+        return torch.einsum("kcd,nd->knc", self.weights[0], x) + self.biases[0][:, None]
+
+
+def test_any_stacked_model_trains_with_autograd_like_one_by_one(device):
+    x, y = data(device)
+    model = StackedLinear(3, 5, 3, device)
+    start = [p.detach().clone() for p in model.parameters()]
+    result = train_batched(model, x, y, lr=[0.1, 0.2, 0.3], steps=20, batch_size=8, seed=2)
+    for k, lr in enumerate([0.1, 0.2, 0.3]):
+        single = torch.nn.Linear(5, 3).double().to(device)
+        with torch.no_grad():
+            single.weight.copy_(start[0][k])
+            single.bias.copy_(start[1][k])
+        last = train_one(single, x, y, lr=lr, steps=20, batch_size=8, seed=2)
+        assert last == pytest.approx(result.losses[-1, k].item(), abs=1e-10)
+        assert (single.weight - model.weights[0][k]).abs().max() < 1e-10
+
+
+def test_train_batched_rejects_models_without_the_stacked_interface(device):
+    x, y = data(device)
+    with pytest.raises(TypeError, match="stacked model"):
+        train_batched(torch.nn.Linear(5, 3), x, y, lr=0.1, steps=1)
+    model = StackedLinear(3, 5, 3, device)
+    model.extra = torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(ValueError, match="every parameter"):
+        train_batched(model, x, y, lr=0.1, steps=1)

@@ -199,14 +199,17 @@ def _samples(x: Tensor, y: Tensor, idx: Tensor | None, loss: str) -> tuple[Tenso
     return x[..., idx, :], y[..., idx] if loss == "cross_entropy" else y[..., idx, :]
 
 
-def train_batched(model: BatchedMLP, x: Tensor, y: Tensor, *, lr: float | Sequence[float],
+def train_batched(model: nn.Module, x: Tensor, y: Tensor, *, lr: float | Sequence[float],
                   steps: int, weight_decay: float | Sequence[float] = 0.0,
                   loss: str = "cross_entropy", batch_size: int | Sequence[int] | None = None,
                   seed: int = 0, record_every: int = 0) -> TrainResult:
     """Gradient descent on all K models at once (in place).
 
     Args:
-        model: the K models.
+        model: the K models: a :class:`BatchedMLP`, or any stacked model, i.e. a module with
+            ``n_models`` and parameter lists ``weights`` and ``biases`` whose tensors all carry
+            the model axis K first, that maps inputs to outputs of shape (K, n, C) (for
+            example ``helpers.topics.zico.BatchedCNN``).
         x: (n, d) inputs shared by the models, or (K, n, d) one data set per model; y: (n,)
             labels shared, or (K, n) per model (e.g. a different random labelling per model);
             for ``mse``, targets (n, C) or (K, n, C).
@@ -219,12 +222,15 @@ def train_batched(model: BatchedMLP, x: Tensor, y: Tensor, *, lr: float | Sequen
             one run).
         record_every: record the per-model training losses every so many steps (0: last only).
 
-    ReLU and tanh networks use the hand-written pass of ``helpers.engine.batched_backprop``; on a
+    ReLU and tanh MLPs use the hand-written pass of ``helpers.engine.batched_backprop``; on a
     CPU with T intra-op threads the models are split into T groups trained side by side, one
-    core each (``_descend_in_threads``). Other activations run autograd on all K at once.
+    core each (``_descend_in_threads``). Other activations and other stacked models run
+    autograd on all K at once: the loss is a sum of per-model losses, so each model still
+    gets exactly its own gradient.
     """
     check_int("steps", steps, low=1)
     check_choice("loss", loss, LOSSES)
+    _check_stacked(model)
     K = model.n_models
     params = list(model.parameters())
     lr_t = _per_model(lr, K, "lr", params[0])
@@ -236,13 +242,30 @@ def train_batched(model: BatchedMLP, x: Tensor, y: Tensor, *, lr: float | Sequen
         weights = first.to(params[0].dtype) / first.sum(1, keepdim=True)
     indices = _batches(x.shape[-2], draw, steps, seed, x.device)
     group = _Group(list(model.weights), list(model.biases), lr_t, wd_t, x, y, weights)
-    if not supported(model.activation):  # autograd through model.forward_t
+    mlp = isinstance(model, BatchedMLP)
+    if not mlp or not supported(model.activation):  # autograd, outputs as (K, C, m)
+        forward_t = model.forward_t if mlp else (lambda xb: model(xb).transpose(1, 2))
+
         def grads(xb, yb, idx, record):
-            per_model = _per_model_loss_t(model.forward_t(xb), yb, loss, weights)  # (K,)
+            per_model = _per_model_loss_t(forward_t(xb), yb, loss, weights)  # (K,)
             return per_model.detach(), torch.autograd.grad(per_model.sum(), params)
         return _descend(group, grads, indices, loss, record_every)
     threads = torch.get_num_threads() if x.device.type == "cpu" else 1
     return _descend_in_threads(group, model, min(threads, K), indices, loss, record_every)
+
+
+def _check_stacked(model: nn.Module) -> None:
+    """``model`` has the stacked-model interface of :func:`train_batched`."""
+    if not isinstance(model, nn.Module) or not all(
+            hasattr(model, a) for a in ("n_models", "weights", "biases")):
+        raise TypeError("model must be a BatchedMLP or a stacked model with n_models, weights "
+                        f"and biases, got {type(model).__name__}")
+    K = model.n_models
+    named = set(map(id, [*model.weights, *model.biases]))
+    if any(id(p) not in named for p in model.parameters()):
+        raise ValueError("model: every parameter must be in model.weights or model.biases")
+    if any(p.shape[0] != K for p in [*model.weights, *model.biases]):
+        raise ValueError(f"model: every weight and bias must have the model axis ({K}) first")
 
 
 def _descend_in_threads(group: _Group, model: BatchedMLP, n_groups: int,
