@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from helpers.core.validation import check_choice, check_int, check_real
+
 ARCHITECTURES = ("vanilla", "bn_ff", "bn_resnet")
 
 
@@ -95,15 +97,12 @@ def propagate(x: torch.Tensor, architecture: str, depth: int, width: int, *, see
         :class:`Propagation` with l = 0 the input and l = 1 the first hidden layer, …,
         l = depth + 1.
     """
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+    check_choice("architecture", architecture, ARCHITECTURES)
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(f"x must have shape (n, d) with n >= 2, got {tuple(x.shape)}")
-    if depth < 1 or width < 1 or reff_every < 1:
-        raise ValueError(f"depth, width and reff_every must be positive, got {depth}, {width}, "
-                         f"{reff_every}")
-    if not eps >= 0:
-        raise ValueError(f"eps must be non-negative, got {eps}")
+    depth, width = check_int("depth", depth, low=1), check_int("width", width, low=1)
+    reff_every = check_int("reff_every", reff_every, low=1)
+    eps = check_real("eps", eps, low=0.0)
     gen = torch.Generator(device=x.device).manual_seed(seed)
 
     def linear(fan_in: int) -> torch.Tensor:
