@@ -86,3 +86,23 @@ def test_cross_fit_smoke_recovers_effect():
     tau, se = sp.aipw(sim.y, sim.d, *sp.cross_fit(sim, seed=5))
     assert abs(tau.mean() - sim.ate) < 4 * tau.std() / math.sqrt(R) + 0.05
     assert sp.coverage(tau, se, sim.ate) > 0.7
+
+
+def test_without_cross_fitting_each_fold_is_predicted_by_its_own_net():
+    # shift fold 0's outcomes: without cross-fitting only fold 0's predictions move
+    sim = sp.simulate(2, 40, seed=4)
+    cfg = sp.NuisanceConfig(steps_outcome=100, lr_outcome=0.05, steps_propensity=10)
+    mu0, _, _ = sp.cross_fit(sim, cfg, seed=0, cross=False)
+    shifted = sp.Simulation(sim.x, sim.d, sim.y + torch.cat([torch.full((2, 20), 3.0),
+                                                             torch.zeros(2, 20)], 1).double(),
+                            sim.mu0, sim.mu1, sim.e, sim.ate)
+    mu0_s, _, _ = sp.cross_fit(shifted, cfg, seed=0, cross=False)
+    assert torch.allclose(mu0_s[:, 20:], mu0[:, 20:], atol=1e-5)
+    assert (mu0_s[:, :20] - mu0[:, :20]).mean() > 1.5
+
+
+def test_clipped_fraction_counts_both_bounds():
+    e = torch.tensor([[0.01, 0.5, 0.99, 0.2]], dtype=torch.float64)
+    assert sp.clipped_fraction(e, 0.01) == 0.5
+    with pytest.raises(ValueError, match="n"):
+        sp.simulate(2, 3)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from scipy.stats import norm
 
+from helpers.core.validation import check_int
 from helpers.engine.batched import BatchedMLP, train_batched
 
 Tensor = torch.Tensor
@@ -48,26 +49,25 @@ class Simulation:
 
 
 def simulate(R: int, n: int, *, p: int = 5, confounding: float = 1.0, noise: float = 1.0,
-             seed: int = 0) -> Simulation:
+             seed: int = 0, device: torch.device | str = "cpu") -> Simulation:
     """Confounded data with a known average treatment effect τ = 1.
 
     X ~ N(0, I_p); e(x) = 0.1 + 0.8 σ(c (x_1 − 0.5 x_2)) keeps overlap in [0.1, 0.9];
     μ_0(x) = x_1 − 0.5 x_2 + 0.5 tanh(x_3) + 0.25 x_1 x_4 rises with the propensity score;
-    τ(x) = 1 + 0.5 x_3 (mean 1); Y = μ_D(X) + noise · N(0, 1).
+    τ(x) = 1 + 0.5 x_3 (mean 1); Y = μ_D(X) + noise · N(0, 1). Draws come from a CPU
+    generator (the same data on every device) and are moved to ``device``.
     """
-    if R < 1 or n < 4:
-        raise ValueError(f"R must be positive and n at least 4, got R={R}, n={n}")
-    if p < 4:
-        raise ValueError(f"p must be at least 4, got {p}")
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(R, n, p, generator=gen, dtype=torch.float64)
+    R, n = check_int("R", R, low=1), check_int("n", n, low=4)
+    p = check_int("p", p, low=4)
+    gen = torch.Generator().manual_seed(seed)  # cpu: the same data on every device
+    x = torch.randn(R, n, p, generator=gen, dtype=torch.float64).to(device)
     x1, x2, x3, x4 = x.unbind(-1)[:4]
     e = 0.1 + 0.8 * torch.sigmoid(confounding * (x1 - 0.5 * x2))
-    d = (torch.rand(R, n, generator=gen, dtype=torch.float64) < e).double()
+    d = (torch.rand(R, n, generator=gen, dtype=torch.float64).to(device) < e).double()
     mu0 = x1 - 0.5 * x2 + 0.5 * torch.tanh(x3) + 0.25 * x1 * x4
     mu1 = mu0 + 1.0 + 0.5 * x3
-    y = torch.where(d == 1, mu1, mu0) + noise * torch.randn(R, n, generator=gen,
-                                                            dtype=torch.float64)
+    eps = torch.randn(R, n, generator=gen, dtype=torch.float64).to(device)
+    y = torch.where(d == 1, mu1, mu0) + noise * eps
     return Simulation(x, d, y, mu0, mu1, e, 1.0)
 
 
@@ -87,6 +87,11 @@ def aipw(y: Tensor, d: Tensor, mu0: Tensor, mu1: Tensor, e: Tensor) -> tuple[Ten
 def difference_in_means(y: Tensor, d: Tensor) -> Tensor:
     """The naive estimate mean(Y | D = 1) − mean(Y | D = 0) per replication, (R,)."""
     return (y * d).sum(1) / d.sum(1) - (y * (1 - d)).sum(1) / (1 - d).sum(1)
+
+
+def clipped_fraction(e: Tensor, clip: float) -> float:
+    """Fraction of propensity estimates sitting at a clipping bound ``clip`` or ``1 − clip``."""
+    return ((e <= clip) | (e >= 1 - clip)).double().mean().item()
 
 
 def coverage(tau_hat: Tensor, se: Tensor, truth: float, level: float = 0.95) -> float:
@@ -110,7 +115,7 @@ class NuisanceConfig:
     """
 
     hidden: tuple[int, ...] = (16,)
-    steps_outcome: int = 150
+    steps_outcome: int = 600
     steps_propensity: int = 50
     lr_outcome: float = 0.3
     lr_propensity: float = 0.5
@@ -119,13 +124,16 @@ class NuisanceConfig:
     clip: float = 0.01
 
 
-def cross_fit(sim: Simulation, cfg: NuisanceConfig | None = None, *,
-              seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+def cross_fit(sim: Simulation, cfg: NuisanceConfig | None = None, *, seed: int = 0,
+              cross: bool = True) -> tuple[Tensor, Tensor, Tensor]:
     """Cross-fitted nuisance estimates (μ̂_0, μ̂_1, ê), each (R, n), from 2-fold splits.
 
     Model (r, k) is fitted on fold k of replication r and predicts on the other fold; the
     outcome net takes (X, D) and is read at D = 0 and D = 1, the propensity net is a two-class
-    softmax on X. All 2R models of each kind train at once.
+    softmax on X. All 2R models of each kind train at once. With ``cross=False`` each model
+    predicts on the fold it was fitted on (no cross-fitting: the failure case of
+    chernozhukov2018double's argument). Propensities are clipped to [clip, 1 − clip]; see
+    :func:`clipped_fraction`.
     """
     cfg = cfg or NuisanceConfig()
     R, n, p = sim.x.shape
@@ -135,15 +143,16 @@ def cross_fit(sim: Simulation, cfg: NuisanceConfig | None = None, *,
     xs = sim.x.reshape(R, 2, half, p).float()
     ds = sim.d.reshape(R, 2, half).float()
     ys = sim.y.reshape(R, 2, half).float()
-    train_x, test_x = xs.reshape(2 * R, half, p), xs.flip(1).reshape(2 * R, half, p)
+    train_x = xs.reshape(2 * R, half, p)
+    test_x = xs.flip(1).reshape(2 * R, half, p) if cross else train_x
     train_d, train_y = ds.reshape(2 * R, half), ys.reshape(2 * R, half)
     seeds = [seed * 100_003 + k for k in range(2 * R)]
 
-    outcome = BatchedMLP([p + 1, *cfg.hidden, 1], seeds)
+    outcome = BatchedMLP([p + 1, *cfg.hidden, 1], seeds, device=sim.x.device)
     xd = torch.cat([train_x, train_d[..., None]], -1)  # (2R, half, p + 1)
     train_batched(outcome, xd, train_y[..., None], lr=cfg.lr_outcome, steps=cfg.steps_outcome,
                   weight_decay=cfg.wd_outcome, loss="mse")
-    propensity = BatchedMLP([p, *cfg.hidden, 2], [s + 1 for s in seeds])
+    propensity = BatchedMLP([p, *cfg.hidden, 2], [s + 1 for s in seeds], device=sim.x.device)
     train_batched(propensity, train_x, train_d.long(), lr=cfg.lr_propensity,
                   steps=cfg.steps_propensity, weight_decay=cfg.wd_propensity)
     with torch.no_grad():
@@ -152,7 +161,8 @@ def cross_fit(sim: Simulation, cfg: NuisanceConfig | None = None, *,
         mu1 = outcome(torch.cat([test_x, ones], -1))[..., 0]
         e = torch.softmax(propensity(test_x), -1)[..., 1].clamp(cfg.clip, 1 - cfg.clip)
 
-    def back(t: Tensor) -> Tensor:  # predictions on fold 1−k of model k → (R, n) in data order
-        return t.reshape(R, 2, half).flip(1).reshape(R, 2 * half).double()
+    def back(t: Tensor) -> Tensor:  # predictions of model k (on fold 1−k, or k) → data order
+        t = t.reshape(R, 2, half)
+        return (t.flip(1) if cross else t).reshape(R, 2 * half).double()
 
     return back(mu0), back(mu1), back(e)
