@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers.core.progress import progress
+from helpers.core.validation import check_int
 from helpers.engine.batched import BatchedMLP, batched_accuracy, per_model_loss, train_batched
 from helpers.engine.batched import _batches as _train_batches
 
@@ -55,13 +56,12 @@ def zico_from_gradients(grads: Tensor) -> Tensor:
     return torch.where(total > 0, total.clamp_min(1e-300).log(), torch.zeros_like(total))
 
 
-def _batches(n: int, batch_size: int, n_batches: int, seed: int) -> list[Tensor]:
-    if not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size must lie in [1, {n}], got {batch_size}")
-    if n_batches < 2:
-        raise ValueError(f"n_batches must be at least 2, got {n_batches}")
-    gen = torch.Generator().manual_seed(seed)
-    return [torch.randperm(n, generator=gen)[:batch_size] for _ in range(n_batches)]
+def _batches(n: int, batch_size: int, n_batches: int, seed: int,
+             device: torch.device | str = "cpu") -> list[Tensor]:
+    check_int("batch_size", batch_size, low=1, high=n)
+    check_int("n_batches", n_batches, low=2)
+    gen = torch.Generator().manual_seed(seed)  # cpu: the same batches on every device
+    return [torch.randperm(n, generator=gen)[:batch_size].to(device) for _ in range(n_batches)]
 
 
 def zico_batched(model: BatchedMLP | BatchedCNN, x: Tensor, y: Tensor, *, batch_size: int = 64,
@@ -74,7 +74,7 @@ def zico_batched(model: BatchedMLP | BatchedCNN, x: Tensor, y: Tensor, *, batch_
         raise TypeError("model must be a helpers.BatchedMLP or a helpers.topics.zico.BatchedCNN")
     K, params = model.n_models, list(model.weights)
     per_batch: list[list[Tensor]] = [[] for _ in params]
-    for idx in _batches(x.shape[0], batch_size, n_batches, seed):
+    for idx in _batches(x.shape[0], batch_size, n_batches, seed, x.device):
         out = model(x[idx])  # (K, b, C)
         loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y[idx].repeat(K),
                                reduction="sum") / len(idx)  # sum of per-model mean losses
@@ -92,7 +92,7 @@ def zico_score(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 64,
         raise TypeError("model has no nn.Linear or nn.Conv2d layer")
     per_batch: list[list[Tensor]] = [[] for _ in layers]
     model.train()
-    for idx in _batches(x.shape[0], batch_size, n_batches, seed):
+    for idx in _batches(x.shape[0], batch_size, n_batches, seed, x.device):
         grads = torch.autograd.grad(F.cross_entropy(model(x[idx]), y[idx]), layers)
         for store, g in zip(per_batch, grads, strict=True):
             store.append(g.reshape(1, -1))
@@ -257,7 +257,7 @@ def search_space(x: Tensor, y: Tensor, x_test: Tensor, y_test: Tensor, *,
     archs = [("mlp", d, w) for d in depths for w in widths] + [("cnn", 2, c) for c in cnn_channels]
     for kind, d, w in progress(archs, desc="architectures"):
         if kind == "mlp":
-            net = BatchedMLP([x.shape[1], *[w] * d, int(y.max()) + 1], seeds)
+            net = BatchedMLP([x.shape[1], *[w] * d, int(y.max()) + 1], seeds, device=x.device)
             train = train_batched
         else:
             net, train = BatchedCNN(w, d, seeds).to(x), train_cnns
