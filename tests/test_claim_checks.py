@@ -21,7 +21,7 @@ def chapter_code(chapter: str) -> str:
     """The chapter's code cells as one Python module (IPython magics blanked)."""
     nb = jupytext.read(ROOT / f"{chapter}.md")
     cells = [c.source for c in nb.cells if c.cell_type == "code"]
-    return "\n".join(re.sub(r"^\s*[%!].*$", "pass", c, flags=re.M) for c in cells)
+    return "\n".join(re.sub(r"^(\s*)[%!].*$", r"\1pass", c, flags=re.M) for c in cells)
 
 
 def claim_calls(source: str) -> list[ast.Call]:

@@ -49,7 +49,7 @@ def violations(source: str) -> list[str]:
 def chapter_code(md: Path) -> str:
     nb = jupytext.read(md)
     cells = [c.source for c in nb.cells if c.cell_type == "code"]
-    return "\n".join(re.sub(r"^\s*[%!].*$", "pass", c, flags=re.M) for c in cells)
+    return "\n".join(re.sub(r"^(\s*)[%!].*$", r"\1pass", c, flags=re.M) for c in cells)
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT / "src")))
