@@ -159,7 +159,7 @@ def test_online_recurrent_smoke(small_digits):
     (dict(runs=2, kind=["none", "streaming"], hidden=(8,), recurrent_steps=8), "one kind"),
 ])
 def test_train_online_bad_input(small_digits, kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         train_online(small_digits, **kwargs)
 
 

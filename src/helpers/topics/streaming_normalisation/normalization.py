@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from helpers.core.validation import check_int
 from helpers.topics.streaming_normalisation.backprop import fast_forward, fast_grads, norm_spec
 from helpers.topics.streaming_normalisation.state import StreamState
 
@@ -132,7 +133,7 @@ class OnlineResult:
 def _init_params(widths: list[int], runs: int, gen: torch.Generator, dtype: torch.dtype,
                  device: torch.device | str, steps: int) -> list[dict[str, torch.Tensor]]:
     def he(a: int, b: int, gain: float = 2.0) -> torch.Tensor:
-        w = torch.randn(runs, a, b, generator=gen, dtype=dtype) * (gain / a) ** 0.5
+        w = torch.randn(runs, a, b, generator=gen, dtype=dtype) * (gain / a) ** 0.5  # cpu: CPU gen
         return w.to(device).requires_grad_(bool(steps))
 
     def const(value: float, b: int) -> torch.Tensor:
@@ -193,7 +194,7 @@ def _check_p_runs(p: float | list[float] | torch.Tensor, runs: int, dtype: torch
                   device: torch.device | str) -> float | torch.Tensor:
     if isinstance(p, int | float) and not isinstance(p, bool):
         return _check_p(p)
-    values = [_check_p(v) for v in torch.as_tensor(p).flatten().tolist()]
+    values = [_check_p(v) for v in torch.as_tensor(p).flatten().tolist()]  # cpu: read as floats
     if len(values) != runs:
         raise ValueError(f"p must be one number or one per run ({runs}), got {len(values)}")
     if len(set(values)) == 1:
@@ -229,8 +230,7 @@ def train_online(split, *, kind: str | list[str] = "streaming",  # noqa: ANN001
     Chapter "Streaming normalisation" {liao2016streaming}.
     """
     for name, v in (("passes", passes), ("batch_size", batch_size), ("runs", runs)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        check_int(name, v, low=1)
     kinds = _check_kinds(kind, runs)
     x, y, dev = split.x_train, split.y_train, split.x_train.device
     p = _check_p_runs(p, runs, x.dtype, dev)
@@ -238,7 +238,7 @@ def train_online(split, *, kind: str | list[str] = "streaming",  # noqa: ANN001
     if not (eta > 0).all() or eta.numel() not in (1, runs):
         raise ValueError(f"eta must be positive, one value or one per run, got {eta.tolist()}")
     eta = eta.expand(runs)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # cpu: same draws on every device
     widths = [x.shape[1], *hidden, split.n_classes]
     if recurrent_steps and (len(hidden) != 1 or x.shape[1] % recurrent_steps
                             or len(set(kinds)) > 1 or not isinstance(p, float)):
@@ -248,7 +248,7 @@ def train_online(split, *, kind: str | list[str] = "streaming",  # noqa: ANN001
     params = _init_params(widths, runs, gen, x.dtype, dev, recurrent_steps)
     states = [StreamState.zeros(runs, n, x.dtype, dev) for n in hidden]
     steps = passes * (len(x) // batch_size)
-    order = torch.cat([torch.stack([torch.randperm(len(x), generator=gen)
+    order = torch.cat([torch.stack([torch.randperm(len(x), generator=gen)  # cpu: CPU gen
                                     for _ in range(runs)])[:, :len(x) // batch_size * batch_size]
                        for _ in range(passes)], 1).view(runs, steps, batch_size).to(dev)
     every = max(steps // checkpoints, 1) if checkpoints else 0
@@ -256,7 +256,8 @@ def train_online(split, *, kind: str | list[str] = "streaming",  # noqa: ANN001
     trained = [t for layer in params for name, t in layer.items()
                if name != "gamma" or spec.any_norm]
     onehot = torch.nn.functional.one_hot(y, split.n_classes).to(x.dtype)  # (N, classes)
-    frac = torch.arange(steps, dtype=torch.float64) / steps if anneal else torch.zeros(steps)
+    frac = (torch.arange(steps, dtype=torch.float64, device=dev) / steps if anneal
+            else torch.zeros(steps, dtype=torch.float64, device=dev))
     # −η_r (1 − t/steps) for every step t and run r: (steps, R, 1, 1)
     minus_step = ((frac.to(dev)[:, None] - 1) * eta[None].to(torch.float64)).to(x.dtype)
     minus_step = minus_step.view(steps, runs, 1, 1).unbind(0)
