@@ -139,3 +139,37 @@ def test_smoke_chapter_experiment():
             dens[depth, N] = (lr.count_regions(W, b, a, e) / (e - a).norm(dim=1)).mean().item()
     for depth in (1, 2):
         assert 1.5 < dens[depth, 64] / dens[depth, 32] < 2.5
+
+
+def test_first_layer_expected_count_with_biases_matches_monte_carlo():
+    import math
+
+    from helpers.topics.linear_regions import count_regions, first_layer_expected_count, he_networks
+    d, n_1, B = 3, 64, 400
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(1, d, generator=gen, dtype=torch.float64).expand(B, d)
+    e = torch.randn(1, d, generator=gen, dtype=torch.float64).expand(B, d)
+    W, b = he_networks([d, n_1, 1], B, bias_std=0.7, seed=1)
+    measured = (count_regions(W, b, a, e) - 1).double().mean().item()
+    p = first_layer_expected_count(a[:1], e[:1], 1, sigma_ratio=0.7 / math.sqrt(2 / d)).item()
+    se = math.sqrt(n_1 * p * (1 - p) / B)
+    assert abs(measured - n_1 * p) < 4 * se
+
+
+def test_train_regression_lowers_the_loss_and_log_slope_recovers_a_power():
+    from helpers.topics.linear_regions import (
+        he_networks,
+        log_slope,
+        network_output,
+        train_regression,
+    )
+    W, b = he_networks([2, 8, 8, 1], 3, bias_std=0.5, seed=0)
+    x = torch.randn(3, 32, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = torch.sin(x[..., 0])
+    loss = lambda W, b: ((network_output(W, b, x)[..., 0] - y) ** 2).mean().item()  # noqa: E731
+    W2, b2 = train_regression(W, b, x, y, steps=50, lr=1e-2)
+    assert loss(W2, b2) < loss(W, b)
+    slope, se = log_slope([1, 2, 4, 8], [1.0, 2.0, 4.0, 8.0], [0.01, 0.02, 0.04, 0.08])
+    assert abs(slope - 1) < 1e-12 and se > 0
+    with pytest.raises(ValueError, match="x must"):
+        train_regression(W, b, x[:2], y[:2], steps=1)

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 
 import torch
 
+from helpers.core.validation import check_int, check_real
+
 Network = tuple[list[torch.Tensor], list[torch.Tensor]]
 
 
@@ -38,29 +40,31 @@ def _check_widths(widths: Sequence[int]) -> list[int]:
 
 
 def he_networks(widths: Sequence[int], n_networks: int, *, bias_std: float = 0.0,
-                seed: int = 0, dtype: torch.dtype = torch.float64) -> Network:
+                seed: int = 0, dtype: torch.dtype = torch.float64,
+                device: torch.device | str = "cpu") -> Network:
     """A batch of ReLU networks with He initialisation, W_l ~ N(0, 2/n_{l−1}), b_l ~ N(0, σ_b²).
 
     Args:
         widths: [d, n_1, …, n_L, n_out]: input size, hidden widths, output size.
         n_networks: B, how many independent networks to draw.
         bias_std: σ_b (0 gives bias-free, positively homogeneous networks).
-        seed: seed of a private generator (the global one is untouched).
+        seed: seed of a private CPU generator (the global one is untouched), so every
+            device draws the same networks; they are then moved to ``device``.
 
     Returns:
         ``(weights, biases)``: lists with shapes (B, n_l, n_{l−1}) and (B, n_l).
     """
     widths = _check_widths(widths)
-    if isinstance(n_networks, bool) or not isinstance(n_networks, int) or n_networks < 1:
-        raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
-    if not bias_std >= 0:
-        raise ValueError(f"bias_std must be non-negative, got {bias_std}")
-    gen = torch.Generator().manual_seed(seed)
+    n_networks = check_int("n_networks", n_networks, low=1)
+    bias_std = check_real("bias_std", bias_std, low=0.0)
+    gen = torch.Generator().manual_seed(seed)  # cpu: same networks on every device
     weights, biases = [], []
     for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
         std = math.sqrt(2.0 / n_in)
-        weights.append(std * torch.randn(n_networks, n_out, n_in, generator=gen, dtype=dtype))
-        biases.append(bias_std * torch.randn(n_networks, n_out, generator=gen, dtype=dtype))
+        w = torch.randn(n_networks, n_out, n_in, generator=gen, dtype=dtype).to(device)
+        b = torch.randn(n_networks, n_out, generator=gen, dtype=dtype).to(device)
+        weights.append(std * w)
+        biases.append(bias_std * b)
     return weights, biases
 
 
@@ -123,7 +127,7 @@ def segment_breakpoints(weights: Sequence[torch.Tensor], biases: Sequence[torch.
     """
     B = _check_network(weights, biases)
     _check_segment(a, b, B, weights[0].shape[2])
-    t = torch.tensor([0.0, 1.0], dtype=a.dtype).expand(B, 2).contiguous()
+    t = torch.tensor([0.0, 1.0], dtype=a.dtype, device=a.device).expand(B, 2).contiguous()
     for layer in range(len(weights) - 1):
         z = pre_activations(weights[: layer + 2], biases[: layer + 2],
                             _segment_points(a, b, t))[layer]  # (B, K, n_l)
@@ -136,8 +140,8 @@ def segment_breakpoints(weights: Sequence[torch.Tensor], biases: Sequence[torch.
         if t_new.numel() == 0:
             continue
         start = torch.cumsum(per_net, 0) - per_net
-        slot = torch.arange(t_new.numel()) - start[net]
-        padded = torch.ones(B, int(per_net.max()), dtype=t.dtype)
+        slot = torch.arange(t_new.numel(), device=t.device) - start[net]
+        padded = torch.ones(B, int(per_net.max()), dtype=t.dtype, device=t.device)
         padded[net, slot] = t_new
         t = torch.sort(torch.cat([t, padded], dim=1), dim=1).values
     counts = ((t > 0) & (t < 1)).sum(dim=1)
@@ -161,7 +165,7 @@ def count_regions_on_grid(weights: Sequence[torch.Tensor], biases: Sequence[torc
     _check_segment(a, b, B, weights[0].shape[2])
     if isinstance(n_grid, bool) or not isinstance(n_grid, int) or n_grid < 2:
         raise ValueError(f"n_grid must be an integer ≥ 2, got {n_grid!r}")
-    t = torch.linspace(0, 1, n_grid, dtype=a.dtype).expand(B, n_grid)
+    t = torch.linspace(0, 1, n_grid, dtype=a.dtype, device=a.device).expand(B, n_grid)
     pattern = torch.cat([z > 0 for z in pre_activations(weights, biases,
                                                         _segment_points(a, b, t))], dim=2)
     return (pattern[:, 1:] != pattern[:, :-1]).any(dim=2).sum(dim=1) + 1
@@ -187,7 +191,7 @@ def boundary_distance(weights: Sequence[torch.Tensor], biases: Sequence[torch.Te
         raise ValueError(f"x must have shape (B, P, d) with B={B}, d={weights[0].shape[2]}")
     zs = pre_activations(weights, biases, x)
     grad = weights[0][:, None].expand(-1, x.shape[1], -1, -1)  # (B, P, n_1, d)
-    best = torch.full(x.shape[:2], math.inf, dtype=x.dtype)
+    best = torch.full(x.shape[:2], math.inf, dtype=x.dtype, device=x.device)
     for layer, z in enumerate(zs):
         if layer > 0:  # chain rule through the ReLU mask of the layer below
             mask = (zs[layer - 1] > 0).to(x.dtype)
@@ -212,12 +216,71 @@ def max_regions_on_line(hidden_widths: Sequence[int]) -> int:
     return math.prod(w + 1 for w in widths)
 
 
-def first_layer_expected_count(a: torch.Tensor, b: torch.Tensor, n_1: int) -> torch.Tensor:
-    """E[# first-layer breakpoints on a → b] = n_1 · ∠(a, b)/π for bias-free Gaussian weights.
+def first_layer_expected_count(a: torch.Tensor, b: torch.Tensor, n_1: int, *,
+                               sigma_ratio: float = 0.0) -> torch.Tensor:
+    """E[# first-layer breakpoints on a → b] = n_1 · ∠(â, b̂)/π for Gaussian weights and biases.
 
-    Integrating the density sin∠(x, u)/(π‖x‖) derived in the chapter along the segment gives the
-    angle the segment subtends at the origin, over π: the chance that a random hyperplane through
-    the origin separates a and b. Works on (..., d) batches.
+    With w ~ N(0, σ_w² I) and b ~ N(0, σ_b²), w·x + b = σ_w (g, g₀)·(x, σ_b/σ_w) with (g, g₀)
+    standard Gaussian, so the neuron switches between a and b exactly when a random hyperplane
+    through the origin separates the augmented points â = (a, ρ), b̂ = (b, ρ), ρ = σ_b/σ_w
+    (``sigma_ratio``): probability ∠(â, b̂)/π. With ρ = 0 this is the integral of the density
+    sin∠(x, u)/(π‖x‖) derived in the chapter. Works on (..., d) batches.
     """
+    rho = check_real("sigma_ratio", sigma_ratio, low=0.0)
+    if rho > 0:
+        pad = a.new_full((*a.shape[:-1], 1), rho)
+        a, b = torch.cat([a, pad], dim=-1), torch.cat([b, pad], dim=-1)
     cos = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))
     return n_1 * torch.arccos(cos.clamp(-1.0, 1.0)) / math.pi
+
+
+def train_regression(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+                     x: torch.Tensor, y: torch.Tensor, *, steps: int, lr: float = 1e-3
+                     ) -> Network:
+    """Train every network of the batch by full-batch Adam on the mean squared error.
+
+    Args:
+        x: (B, P, d) training inputs per network; y: (B, P) targets (one output).
+        steps, lr: Adam steps and step size.
+
+    Returns:
+        New ``(weights, biases)`` (the inputs are not modified). Used in the chapter to check
+        that training keeps the number of regions of the same order (Hanin & Rolnick, §5).
+    """
+    steps, lr = check_int("steps", steps, low=1), check_real("lr", lr, low=0.0, low_open=True)
+    B = _check_network(weights, biases)
+    if x.ndim != 3 or x.shape[0] != B or y.shape != x.shape[:2]:
+        raise ValueError(f"x must be (B, P, d) with B = {B} and y (B, P), got "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+    params = [t.detach().clone().requires_grad_(True) for t in (*weights, *biases)]
+    opt = torch.optim.Adam(params, lr=lr)
+    n = len(weights)
+    for _ in range(steps):
+        out = network_output(params[:n], params[n:], x)[..., 0]  # (B, P)
+        loss = ((out - y) ** 2).mean(dim=1).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return [p.detach() for p in params[:n]], [p.detach() for p in params[n:]]
+
+
+def log_slope(n: Sequence[float], ratio: Sequence[float], ratio_se: Sequence[float]
+              ) -> tuple[float, float]:
+    """Weighted least-squares slope of log(ratio_i) against log(n_i), and its standard error.
+
+    Each point gets the weight 1/var(log ratio_i) with var ≈ (se_i/ratio_i)² (delta method);
+    the slope's standard error is 1/sqrt(Σ w_i (log n_i − mean)²), the weighted mean taken
+    with the same weights.
+    """
+    x = torch.log(torch.as_tensor(n, dtype=torch.float64))  # cpu: a handful of summary numbers
+    r = torch.as_tensor(ratio, dtype=torch.float64)  # cpu: see above
+    se = torch.as_tensor(ratio_se, dtype=torch.float64)  # cpu: see above
+    if not (x.shape == r.shape == se.shape) or x.ndim != 1 or len(x) < 2:
+        raise ValueError("n, ratio and ratio_se must be 1-D of equal length ≥ 2")
+    if not bool((r > 0).all() and (se > 0).all()):
+        raise ValueError("ratio and ratio_se must be positive")
+    w = (r / se) ** 2
+    xm = (w * x).sum() / w.sum()
+    sxx = (w * (x - xm) ** 2).sum()
+    slope = (w * (x - xm) * torch.log(r)).sum() / sxx
+    return slope.item(), (1 / sxx.sqrt()).item()
