@@ -95,3 +95,21 @@ def test_tradeoff_smoke():
     assert all(0 < r["map"] <= 1 and r["ratio"] > 1 for r in recs)
     ratio = {r["bits"]: r["ratio"] for r in recs if r["method"] == "uniform"}
     assert ratio[1] > ratio[8]
+
+
+def test_finetune_keeps_pruned_weights_at_zero_and_pipeline_smoke():
+    from helpers.topics import compression as cp
+
+    gen = torch.Generator().manual_seed(0)  # cpu: test data
+    x = torch.randn(40, 8, generator=gen)  # cpu: test data
+    y = (x[:, 0] > 0).long()
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    pruned, full = cp.prune_finetune_quantize(net, x, y, sparsity=0.5, bits=2, steps=5)
+    tuned = cp.finetune(pruned.model, x, y, steps=5)
+    for a, b in zip(pruned.model, tuned, strict=True):
+        if isinstance(a, torch.nn.Linear):
+            assert torch.equal(a.weight == 0, b.weight == 0)
+    assert full.ratio > pruned.ratio > 1
+    ap = cp.query_ap(x[:10], y[:10], x[10:], y[10:])
+    assert ap.shape == (10,)
+    assert ap.mean() == pytest.approx(cp.retrieval_map(x[:10], y[:10], x[10:], y[10:]))

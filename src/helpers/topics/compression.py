@@ -29,6 +29,8 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import average_precision_score
 from torch import nn
 
+from helpers.core.validation import check_int, check_positive
+
 METHODS = ("uniform", "kmeans", "prune", "prune+kmeans")
 FLOAT_BITS = 32
 
@@ -57,8 +59,8 @@ def retrieval_map(queries: torch.Tensor, query_labels: torch.Tensor,
                          f"{tuple(queries.shape)} and {tuple(database.shape)}")
     q = torch.nn.functional.normalize(queries.double(), dim=1)
     d = torch.nn.functional.normalize(database.double(), dim=1)
-    scores = (q @ d.T).numpy()  # (n_queries, n_database)
-    relevant = (query_labels[:, None] == database_labels[None, :]).numpy()
+    scores = (q @ d.T).cpu().numpy()  # (n_queries, n_database)
+    relevant = (query_labels[:, None] == database_labels[None, :]).cpu().numpy()
     if not relevant.any(axis=1).all():
         raise ValueError("every query needs at least one relevant database item")
     return float(average_precision_score(relevant, scores, average="samples"))
@@ -96,8 +98,7 @@ def huffman_bits(symbols: np.ndarray) -> int:
 
 
 def _check_bits(bits: int) -> None:
-    if not isinstance(bits, int) or not 1 <= bits <= 16:
-        raise ValueError(f"bits must be an integer in [1, 16], got {bits!r}")
+    check_int("bits", bits, low=1, high=16)
 
 
 def uniform_quantize(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +201,8 @@ def compress(model: nn.Sequential, method: str, *, bits: int = 8, sparsity: floa
         w = layer.weight.detach().cpu().numpy()
         w_new, size = _compress_layer(w, method, bits, sparsity, seed)
         with torch.no_grad():
-            layer.weight.copy_(torch.as_tensor(w_new, dtype=layer.weight.dtype))
+            layer.weight.copy_(torch.as_tensor(w_new, dtype=layer.weight.dtype,
+                                               device=layer.weight.device))
         n_bias = layer.bias.numel() if layer.bias is not None else 0
         total += size + FLOAT_BITS * n_bias
         original += FLOAT_BITS * (w.size + n_bias)
@@ -228,3 +230,57 @@ def tradeoff(model: nn.Sequential, queries: torch.Tensor, query_labels: torch.Te
         records.append(dict(method=method, bits=b, sparsity=s, size_bits=c.bits,
                             ratio=c.ratio, map=m))
     return records
+
+
+def finetune(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, *, steps: int,
+             lr: float = 1e-3, keep_zeros: bool = True) -> nn.Sequential:
+    """A copy of ``model`` trained ``steps`` Adam steps on cross-entropy, zeros kept at zero.
+
+    With ``keep_zeros`` the weights that are exactly zero (pruned) get their gradient masked
+    and stay zero: the retraining step of deep compression (han2016deep), which lets the
+    surviving weights make up for the pruned ones.
+    """
+    steps = check_int("steps", steps, low=1)
+    out = copy.deepcopy(model)
+    layers = [m for m in out if isinstance(m, nn.Linear)]
+    masks = [(m.weight != 0).to(m.weight.dtype) for m in layers]
+    opt = torch.optim.Adam(out.parameters(), lr=check_positive("lr", lr))
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(out(x), y).backward()
+        opt.step()
+        if keep_zeros:
+            with torch.no_grad():
+                for m, keep in zip(layers, masks, strict=True):
+                    m.weight.mul_(keep)
+    return out
+
+
+def prune_finetune_quantize(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, *,
+                            sparsity: float, bits: int = 4, steps: int = 100, lr: float = 1e-3,
+                            seed: int = 0) -> tuple[Compressed, Compressed]:
+    """Deep compression's pipeline: prune, retrain the survivors, k-means quantise, Huffman code.
+
+    Returns ``(pruned_only, pipeline)``: the pruned model without retraining (its stored size
+    is that of the pruned weights) and the full pipeline (pruned, fine-tuned on ``(x, y)`` with
+    the pruned weights held at zero, then ``prune+kmeans`` at ``bits`` bits, zero its own
+    Huffman symbol).
+    """
+    pruned = compress(model, "prune", sparsity=sparsity, seed=seed)
+    tuned = finetune(pruned.model, x, y, steps=steps, lr=lr)
+    return pruned, compress(tuned, "prune+kmeans", bits=bits, sparsity=sparsity, seed=seed)
+
+
+def query_ap(queries: torch.Tensor, query_labels: torch.Tensor, database: torch.Tensor,
+             database_labels: torch.Tensor) -> np.ndarray:
+    """Average precision of every query (cosine ranking, same class relevant), (n_queries,).
+
+    Its mean is :func:`retrieval_map`; paired differences between two models give the
+    standard error of a change in mAP.
+    """
+    q = torch.nn.functional.normalize(queries.double(), dim=1)
+    d = torch.nn.functional.normalize(database.double(), dim=1)
+    scores = (q @ d.T).cpu().numpy()  # (n_queries, n_database)
+    relevant = (query_labels[:, None] == database_labels[None, :]).cpu().numpy()
+    return np.array([average_precision_score(r, s) for r, s in zip(relevant, scores,
+                                                                   strict=True)])
