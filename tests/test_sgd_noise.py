@@ -72,7 +72,7 @@ def test_per_sample_grads_match_autograd_loop_and_alignment():
     D = theta.numel()
     stats = noise_alignment(G, torch.eye(D, dtype=torch.float64))
     assert stats["r"] == pytest.approx(1.0)  # H = I makes any noise look isotropic
-    with pytest.raises(ValueError, match="G"):
+    with pytest.raises(ValueError, match="H"):
         noise_alignment(G, torch.eye(D + 1, dtype=torch.float64))
 
 
@@ -101,3 +101,27 @@ def test_expected_increase_doubling_matches_plain_recursion():
             C = A @ C @ A + 0.05 ** 2 * S
         assert expected_loss_increase(H, S, eta=0.05, T=T) == pytest.approx(
             0.5 * torch.trace(H @ C).item(), rel=1e-12)
+
+
+def test_alignment_of_hessian_proportional_noise_is_r_H():
+    from helpers.topics.sgd_noise import noise_alignment, power_law_hessian
+
+    H = power_law_hessian(6, 1.0, seed=3)
+    # per-sample gradients whose covariance is exactly H: ±√(n/2)-scaled eigen-directions
+    lam, V = torch.linalg.eigh(H)
+    rows = (V * lam.sqrt()).T  # (6, 6), rows r_i with Σ r_i r_iᵀ = H
+    G = torch.cat([rows, -rows]) * 6 ** 0.5  # mean 0, covariance (2·6/12)·H = H
+    a = noise_alignment(G, H)
+    assert a["r"] == pytest.approx(a["r_H"], rel=1e-10)
+    assert a["cos"] == pytest.approx(1.0, rel=1e-10)
+    assert a["tr_sigma"] == pytest.approx(float(H.trace()), rel=1e-10)
+
+
+def test_classify_chains_counts_divergence_as_failure():
+    from helpers.topics.sgd_noise import classify_chains
+
+    losses = torch.tensor([0.5e-3, 2e-3, float("nan"), float("inf"), 5e5, 0.05])
+    fate = classify_chains(losses, 1e-3)
+    assert fate == {"diverged": 0.5, "escaped": 1 / 6, "stayed": 2 / 6}
+    with pytest.raises(ValueError, match="loss_star"):
+        classify_chains(losses, 0.0)
