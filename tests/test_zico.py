@@ -81,7 +81,7 @@ def test_batched_cnns_match_train_one_float64():
     hz._he_rescale(cnn.weights)
     singles = [cnn.model(k) for k in range(3)]
     for i, steps in enumerate((7, 13)):  # two budgets, each with its own batch stream
-        hz.train_cnns(cnn, x, y, lr=0.1, steps=steps, batch_size=32, seed=i)
+        helpers.train_batched(cnn, x, y, lr=0.1, steps=steps, batch_size=32, seed=i)
         for m in singles:
             helpers.train_one(m, x, y, lr=0.1, steps=steps, batch_size=32, seed=i)
     for k, m in enumerate(singles):
@@ -116,7 +116,8 @@ def test_batched_cnn_errors():
     with pytest.raises(ValueError, match="seeds"):
         hz.BatchedCNN(4, 2, [])
     with pytest.raises(ValueError, match="steps"):
-        hz.train_cnns(cnn, torch.zeros(4, 64), torch.zeros(4, dtype=torch.long), lr=0.1, steps=0)
-    with pytest.raises(TypeError, match="BatchedCNN"):
-        hz.train_cnns(hz.SmallCNN(4), torch.zeros(4, 64), torch.zeros(4, dtype=torch.long),
-                      lr=0.1, steps=1)
+        helpers.train_batched(cnn, torch.zeros(4, 64), torch.zeros(4, dtype=torch.long), lr=0.1,
+                              steps=0)
+    with pytest.raises(TypeError, match="stacked model"):
+        helpers.train_batched(hz.SmallCNN(4), torch.zeros(4, 64),
+                              torch.zeros(4, dtype=torch.long), lr=0.1, steps=1)

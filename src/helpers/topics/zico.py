@@ -27,8 +27,7 @@ from torch import nn
 
 from helpers.core.progress import progress
 from helpers.core.validation import check_int
-from helpers.engine.batched import BatchedMLP, batched_accuracy, per_model_loss, train_batched
-from helpers.engine.batched import _batches as _train_batches
+from helpers.engine.batched import BatchedMLP, batched_accuracy, train_batched
 
 Tensor = torch.Tensor
 
@@ -174,32 +173,6 @@ class BatchedCNN(nn.Module):
         return net
 
 
-def train_cnns(model: BatchedCNN, x: Tensor, y: Tensor, *, lr: float, steps: int,
-               batch_size: int | None = None, seed: int = 0) -> Tensor:
-    """Mini-batch SGD on the K CNNs at once (in place): θ_k ← θ_k − η ∇L_k(θ_k).
-
-    The total loss Σ_k L_k is a sum of per-model mean cross-entropies on the same batch
-    (drawn as in :func:`helpers.train_one` from ``seed``), so autograd gives each model its
-    own gradient: training seed by seed with ``train_one`` gives the same parameters to
-    rounding. Returns the last training loss of each model, (K,).
-    """
-    if not isinstance(model, BatchedCNN):
-        raise TypeError("model must be a helpers.topics.zico.BatchedCNN")
-    if steps < 1:
-        raise ValueError(f"steps must be positive, got {steps}")
-    params = list(model.parameters())
-    losses = torch.zeros(model.n_models, dtype=params[0].dtype, device=params[0].device)
-    for idx in _train_batches(x.shape[0], batch_size, steps, seed, x.device):
-        xb, yb = (x, y) if idx is None else (x[idx], y[idx])
-        out = model(xb)  # (K, n, C)
-        losses = per_model_loss(out, yb, "cross_entropy")  # (K,)
-        grads = torch.autograd.grad(losses.sum(), params)
-        with torch.no_grad():
-            for p, g in zip(params, grads, strict=True):
-                p -= lr * g
-    return losses.detach()
-
-
 def _he_rescale(weights: Sequence[Tensor]) -> None:
     # PyTorch's default draws U(±1/sqrt(fan_in)): variance 1/(3 fan_in); He wants 2/fan_in.
     with torch.no_grad():
@@ -241,8 +214,9 @@ def search_space(x: Tensor, y: Tensor, x_test: Tensor, y_test: Tensor, *,
                  he_init: bool = True, seed: int = 0) -> SearchResult:
     """Score every architecture with ZiCo at initialisation, then train it with SGD.
 
-    The ``n_seeds`` models of one architecture are trained at once: MLPs with
-    :func:`helpers.train_batched`, CNNs with :func:`train_cnns`, the same update. Every
+    The ``n_seeds`` models of one architecture are trained at once by
+    :func:`helpers.train_batched` (a :class:`BatchedCNN` is a stacked model like
+    :class:`helpers.BatchedMLP`), the same update for both. Every
     network sees the same mini-batches, learning rate and numbers of steps (``budgets``,
     increasing), and accuracy is recorded after each budget. With ``he_init`` the weights are
     rescaled from PyTorch's default uniform initialisation (variance 1/(3 fan_in)) to He's
@@ -258,15 +232,14 @@ def search_space(x: Tensor, y: Tensor, x_test: Tensor, y_test: Tensor, *,
     for kind, d, w in progress(archs, desc="architectures"):
         if kind == "mlp":
             net = BatchedMLP([x.shape[1], *[w] * d, int(y.max()) + 1], seeds, device=x.device)
-            train = train_batched
         else:
-            net, train = BatchedCNN(w, d, seeds).to(x), train_cnns
+            net = BatchedCNN(w, d, seeds).to(x)
         if he_init:
             _he_rescale(net.weights)
         z = zico_batched(net, x, y, seed=seed).mean().item()
         accs = []
         for i, c in enumerate(chunks):
-            train(net, x, y, lr=lr, steps=c, batch_size=batch_size, seed=seed + i)
+            train_batched(net, x, y, lr=lr, steps=c, batch_size=batch_size, seed=seed + i)
             accs.append(batched_accuracy(net, x_test, y_test).mean().item())
         params = n_parameters(net) // n_seeds
         res.names.append(f"{kind} {d}×{w}")
