@@ -8,6 +8,7 @@ from helpers.topics.resnet_rnn import (
     ResidualStack,
     classifier_accuracy,
     rnn_unroll,
+    spirals,
     train_classifier,
 )
 
@@ -105,7 +106,7 @@ def test_training_smoke_and_accuracy_shape():
 ])
 def test_bad_input(kwargs, match):
     args = dict(d_in=4, width=3, n_classes=2, T=2, shared=True) | kwargs
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         ResidualStack(**args)
 
 
@@ -119,3 +120,30 @@ def test_bad_input_elsewhere():
         train_classifier(ResidualStack(64, 3, 10, 1, shared=True), d, epochs=0)
     with pytest.raises(ValueError, match="lr"):
         train_classifier(ResidualStack(64, 3, 10, 1, shared=True), d, lr=0)
+
+
+def test_spirals_are_seeded_balanced_and_on_their_arms():
+    a, b = spirals(400, 100, turns=3, seed=5), spirals(400, 100, turns=3, seed=5)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    assert a.x_train.shape == (400, 2) and a.x_test.shape == (100, 2) and a.n_classes == 2
+    assert abs(a.y_train.float().mean().item() - 0.5) < 0.1  # binomial: 4 SE at n = 400
+    # every point lies on its class's arm: angle = 2π·turns·r + π·y (mod 2π), r = |x| / 2
+    r = a.x_train.double().norm(dim=1) / 2
+    angle = torch.atan2(a.x_train[:, 1].double(), a.x_train[:, 0].double())
+    offset = torch.remainder(angle - 2 * torch.pi * 3 * r - torch.pi * a.y_train, 2 * torch.pi)
+    assert torch.minimum(offset, 2 * torch.pi - offset).max() < 1e-4
+
+
+def test_spirals_smoke_shared_and_unshared_train_small():
+    # the chapter's experiment at a tiny size, full-mode depths included
+    split = spirals(200, 200, turns=1, seed=0)
+    for T, shared in ((1, True), (2, True), (2, False), (4, False)):
+        net = ResidualStack(2, 16, 2, T, shared=shared, runs=2, seed=T)
+        acc = train_classifier(net, split, epochs=3, seed=0)
+        assert acc.shape == (2,) and ((0 <= acc) & (acc <= 1)).all()
+
+
+@pytest.mark.parametrize("kwargs", [dict(n_train=0, n_test=5), dict(n_train=5, n_test=5, turns=0)])
+def test_spirals_bad_input(kwargs):
+    with pytest.raises(ValueError, match="n_train|turns"):
+        spirals(**kwargs)

@@ -12,8 +12,13 @@ Introduced in the chapter "ResNets are unrolled recurrent networks" (book/depth/
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+
+from helpers.core.validation import check_choice, check_int, check_positive
+from helpers.engine.data import Split
 
 NORMS = (None, "shared", "per_step")
 
@@ -45,19 +50,17 @@ class ResidualStack(nn.Module):
         super().__init__()
         for name, v in (("d_in", d_in), ("width", width), ("n_classes", n_classes), ("T", T),
                         ("runs", runs)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+            check_int(name, v, low=1)
+        check_choice("norm", norm, NORMS)
         self.T, self.shared, self.skip, self.norm, self.runs = T, shared, skip, norm, runs
         K = 1 if shared else T  # number of distinct blocks
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)  # cpu: same draws on every device; .to() moves
 
         def init(*shape: int, fan_in: int, gain: float = 2.0) -> nn.Parameter:
-            w = torch.randn(*shape, generator=gen, dtype=dtype) * (gain / fan_in) ** 0.5
-            return nn.Parameter(w)
+            w = torch.randn(*shape, generator=gen, dtype=dtype)  # cpu: CPU gen; .to() moves
+            return nn.Parameter(w * (gain / fan_in) ** 0.5)
 
-        zeros = lambda *s: nn.Parameter(torch.zeros(*s, dtype=dtype))  # noqa: E731
+        zeros = lambda *s: nn.Parameter(torch.zeros(*s, dtype=dtype))  # noqa: E731  # cpu: .to()
         self.A, self.a = init(runs, d_in, width, fan_in=d_in), zeros(runs, 1, width)
         self.W1, self.b1 = init(runs, K, width, width, fan_in=width), zeros(runs, K, 1, width)
         # A small residual branch keeps h_T of order h_0 at any T (``branch_scale`` ≤ 1).
@@ -66,8 +69,9 @@ class ResidualStack(nn.Module):
         self.C, self.c = init(runs, width, n_classes, fan_in=width, gain=1.0), zeros(runs, 1,
                                                                                      n_classes)
         S = 0 if norm is None else (1 if norm == "shared" else T)  # running-statistics slots
-        self.register_buffer("running_mean", torch.zeros(runs, S, 1, width, dtype=dtype))
-        self.register_buffer("running_var", torch.ones(runs, S, 1, width, dtype=dtype))
+        stats = (runs, S, 1, width)
+        self.register_buffer("running_mean", torch.zeros(stats, dtype=dtype))  # cpu: .to() moves
+        self.register_buffer("running_var", torch.ones(stats, dtype=dtype))  # cpu: .to() moves
         self.momentum = 0.1
 
     def _bn(self, z: torch.Tensor, t: int) -> torch.Tensor:
@@ -113,7 +117,7 @@ class ResidualStack(nn.Module):
             raise ValueError("unrolled_copy needs shared=True (nothing to unroll otherwise)")
         width, d_in = self.W1.shape[-1], self.A.shape[1]
         net = ResidualStack(d_in, width, self.C.shape[-1], self.T, shared=False, skip=self.skip,
-                            norm=self.norm, runs=self.runs, dtype=self.A.dtype)
+                            norm=self.norm, runs=self.runs, dtype=self.A.dtype).to(self.A.device)
         with torch.no_grad():
             for name in ("A", "a", "C", "c"):
                 getattr(net, name).copy_(getattr(self, name))
@@ -127,8 +131,7 @@ class ResidualStack(nn.Module):
 
 def rnn_unroll(cell, h0: torch.Tensor, T: int, *, skip: bool = True) -> torch.Tensor:  # noqa: ANN001
     """h_T of the recurrence h_{t+1} = h_t + cell(h_t) (or cell(h_t) without skip), T steps."""
-    if isinstance(T, bool) or not isinstance(T, int) or T < 0:
-        raise ValueError(f"T must be a non-negative integer, got {T!r}")
+    check_int("T", T, low=0)
     h = h0
     for _ in range(T):
         h = h + cell(h) if skip else cell(h)
@@ -148,19 +151,18 @@ def train_classifier(model: ResidualStack, split, *, epochs: int = 30,  # noqa: 
     element-wise). Each run sees its own sample order, drawn from ``seed``.
     """
     for name, v in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr}")
+        check_int(name, v, low=1)
+    check_positive("lr", lr)
     x, y = split.x_train.to(model.A.dtype), split.y_train
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # cpu: same sample orders on every device
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     n, R = len(x), model.runs
     total = epochs * (n // batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 - k / total)
     model.train()
     for _ in range(epochs):
-        order = torch.stack([torch.randperm(n, generator=gen) for _ in range(R)])  # (R, n)
+        order = torch.stack([torch.randperm(n, generator=gen)  # cpu: CPU generator
+                             for _ in range(R)]).to(x.device)  # (R, n)
         for start in range(0, n - batch_size + 1, batch_size):
             idx = order[:, start:start + batch_size]  # (R, B)
             logits = model(x[idx])
@@ -178,3 +180,26 @@ def classifier_accuracy(model: ResidualStack, split) -> torch.Tensor:  # noqa: A
     with torch.no_grad():
         pred = model(split.x_test.to(model.A.dtype)).argmax(-1)  # (R, n_test)
     return (pred == split.y_test).to(torch.float64).mean(1)
+
+
+def spirals(n_train: int, n_test: int, *, turns: float = 3.0, seed: int = 0,
+            device: torch.device | str = "cpu") -> Split:
+    """Two interleaved spirals in the plane, ``turns`` turns each: a task where depth helps.
+
+    A point at radius r = √u (u uniform in [0, 1], so the density is uniform in the disc) of
+    class y ∈ {0, 1} sits at angle 2π·turns·r + π·y; inputs are scaled to radius 2. Separating
+    many turns takes many folds of the plane, which depth provides cheaply (each layer of a
+    ReLU network can double the number of linear pieces) and width only expensively. Drawn on
+    the CPU from ``seed`` (the same data on every device), then moved to ``device``.
+    Chapter "ResNets are unrolled recurrent networks".
+    """
+    n_train, n_test = check_int("n_train", n_train, low=1), check_int("n_test", n_test, low=1)
+    turns = check_positive("turns", turns)
+    gen = torch.Generator().manual_seed(seed)  # cpu: same data on every device
+    n = n_train + n_test
+    r = torch.rand(n, generator=gen, dtype=torch.float64).sqrt()  # cpu: CPU generator
+    y = torch.randint(0, 2, (n,), generator=gen)  # cpu: CPU generator
+    angle = 2 * math.pi * turns * r + math.pi * y
+    x = (2 * r[:, None] * torch.stack([angle.cos(), angle.sin()], 1)).float()  # (n, 2)
+    x, y = x.to(device), y.to(device)
+    return Split(x[:n_train], y[:n_train], x[n_train:], y[n_train:], 2)
