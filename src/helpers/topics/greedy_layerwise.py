@@ -22,30 +22,42 @@ import torch
 from torch import nn
 
 from helpers.core.seeding import one_cpu_thread
+from helpers.core.validation import check_int, check_positive, check_real
 
 Tensor = torch.Tensor
 
 
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-
-
-def two_spirals(n: int, *, turns: float = 3.0, noise: float = 0.02,
-                seed: int) -> tuple[Tensor, Tensor]:
+def two_spirals(n: int, *, turns: float = 3.0, noise: float = 0.02, seed: int,
+                device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
     """n points on two interleaved spirals r = t, angle 2π·turns·t (+π for class 1), t ∈ (0, 1].
 
-    Returns x (n, 2) float32 with radius ≤ 1 plus N(0, noise²) jitter, and y (n,) int64.
+    Returns x (n, 2) float32 with radius ≤ 1 plus N(0, noise²) jitter, and y (n,) int64, on
+    ``device`` (drawn on the CPU, so the points are the same on every device).
     """
-    _check_int("n", n, 2)
-    if not turns > 0:
-        raise ValueError(f"turns must be positive, got {turns!r}")
-    gen = torch.Generator().manual_seed(int(seed))
-    y = torch.arange(n) % 2
-    t = 0.05 + 0.95 * torch.rand(n, generator=gen)  # skip the tangled centre
+    check_int("n", n, low=2)
+    check_positive("turns", turns)
+    check_real("noise", noise, low=0.0)
+    gen = torch.Generator().manual_seed(int(seed))  # cpu: same points on every device
+    y = torch.arange(n) % 2  # cpu: moved with x below
+    t = 0.05 + 0.95 * torch.rand(n, generator=gen)  # cpu: skip the tangled centre
     angle = 2 * math.pi * turns * t + math.pi * y
     x = torch.stack([t * torch.cos(angle), t * torch.sin(angle)], 1)
-    return x + noise * torch.randn(n, 2, generator=gen), y
+    x = x + noise * torch.randn(n, 2, generator=gen)  # cpu: moved below
+    return x.to(device), y.to(device)
+
+
+def paired_difference(correct_a: Tensor, correct_b: Tensor) -> tuple[float, float]:
+    """acc(a) − acc(b) on the same test points, and its standard error sd(d_i)/√n.
+
+    ``correct_a``, ``correct_b`` are (n,) booleans (a classifier right on point i);
+    d_i = correct_a[i] − correct_b[i] ∈ {−1, 0, 1} are independent over test points, so the
+    estimator's standard error is their sample standard deviation over √n (the paired,
+    McNemar-type error: agreements cost no variance).
+    """
+    if correct_a.shape != correct_b.shape or correct_a.ndim != 1 or len(correct_a) < 2:
+        raise ValueError("correct_a and correct_b must be (n,) with the same n >= 2")
+    d = correct_a.double() - correct_b.double()
+    return d.mean().item(), (d.std() / math.sqrt(len(d))).item()
 
 
 def mlp_block(d_in: int, width: int) -> nn.Sequential:
@@ -66,7 +78,7 @@ def aux_head(d_in: int, n_classes: int, *, k: int, width: int = 64,
     With ``spatial=True`` the (C, H, W) features are first average-pooled to 2×2 and flattened,
     so ``d_in`` is then the number of channels C.
     """
-    _check_int("k", k, 0)
+    check_int("k", k, low=0)
     layers: list[nn.Module] = []
     if spatial:
         layers += [nn.AdaptiveAvgPool2d(2), nn.Flatten()]
@@ -93,12 +105,13 @@ def freeze(module: nn.Module) -> nn.Module:
 
 def _fit(params: list[Tensor], forward, x: Tensor, y: Tensor, *, steps: int, lr: float,
          batch_size: int, seed: int) -> None:
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(int(seed))  # cpu: same minibatches on every device
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     with one_cpu_thread():  # one small model: a second thread only adds wake-ups
         for _ in range(steps):
-            idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=gen)
+            idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=gen)  # cpu
+            idx = idx.to(x.device)
             loss = nn.functional.cross_entropy(forward(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
@@ -107,10 +120,13 @@ def _fit(params: list[Tensor], forward, x: Tensor, y: Tensor, *, steps: int, lr:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
-    """Fraction of ``x`` classified as ``y`` by ``model`` (put in eval mode first)."""
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, *, per_sample: bool = False
+             ) -> float | Tensor:
+    """Fraction of ``x`` classified as ``y`` by ``model`` (put in eval mode first);
+    ``per_sample=True`` returns the (n,) booleans instead."""
     model.eval()
-    return (model(x).argmax(-1) == y).float().mean().item()
+    correct = model(x).argmax(-1) == y
+    return correct if per_sample else correct.float().mean().item()
 
 
 def train_greedy(blocks: list[nn.Module], heads: list[nn.Module], x: Tensor, y: Tensor, *,
@@ -124,7 +140,7 @@ def train_greedy(blocks: list[nn.Module], heads: list[nn.Module], x: Tensor, y: 
     """
     if len(blocks) != len(heads) or not blocks:
         raise ValueError("blocks and heads must be non-empty lists of the same length")
-    _check_int("steps", steps, 1)
+    check_int("steps", steps, low=1)
     fits = []
     features = x
     for j, (block, head) in enumerate(zip(blocks, heads, strict=True)):
@@ -142,7 +158,7 @@ def train_end_to_end(blocks: list[nn.Module], head: nn.Module, x: Tensor, y: Ten
                      steps: int, lr: float = 1e-2, batch_size: int = 256,
                      seed: int) -> nn.Sequential:
     """Train all blocks and one head jointly, same optimiser; returns the network."""
-    _check_int("steps", steps, 1)
+    check_int("steps", steps, low=1)
     net = nn.Sequential(*blocks, head).train()
     _fit(list(net.parameters()), net, x, y, steps=steps, lr=lr, batch_size=batch_size,
          seed=seed)
@@ -161,8 +177,10 @@ def stage_features(blocks: list[nn.Module], x: Tensor) -> list[Tensor]:
 
 
 def linear_probe(f_train: Tensor, y_train: Tensor, f_test: Tensor, y_test: Tensor, *,
-                 weight_decay: float = 1e-4, steps: int = 200) -> float:
-    """Test accuracy of a multinomial logistic regression fitted on standardised features.
+                 weight_decay: float = 1e-4, steps: int = 200,
+                 per_sample: bool = False) -> float | Tensor:
+    """Test accuracy of a multinomial logistic regression fitted on standardised features
+    (``per_sample=True``: the (n_test,) booleans of which test points it gets right).
 
     Minimises mean cross-entropy + ``weight_decay``·‖W‖² with L-BFGS (a convex problem, so
     the answer does not depend on a seed).
@@ -172,8 +190,9 @@ def linear_probe(f_train: Tensor, y_train: Tensor, f_test: Tensor, y_test: Tenso
     mean, std = f_train.mean(0), f_train.std(0).clamp_min(1e-6)
     a, b = ((f_train - mean) / std).double(), ((f_test - mean) / std).double()
     n_classes = int(max(y_train.max(), y_test.max())) + 1
-    W = torch.zeros(a.shape[1], n_classes, dtype=torch.float64, requires_grad=True)
-    c = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
+    like = dict(dtype=torch.float64, device=a.device)
+    W = torch.zeros(a.shape[1], n_classes, **like, requires_grad=True)
+    c = torch.zeros(n_classes, **like, requires_grad=True)
     opt = torch.optim.LBFGS([W, c], max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure():
@@ -184,4 +203,5 @@ def linear_probe(f_train: Tensor, y_train: Tensor, f_test: Tensor, y_test: Tenso
 
     opt.step(closure)
     with torch.no_grad():
-        return ((b @ W + c).argmax(1) == y_test).double().mean().item()
+        correct = (b @ W + c).argmax(1) == y_test
+    return correct if per_sample else correct.double().mean().item()
