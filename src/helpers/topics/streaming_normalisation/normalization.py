@@ -288,5 +288,5 @@ def train_online(split, *, kind: str | list[str] = "streaming",  # noqa: ANN001
         if every and ((t + 1) % every == 0 or t + 1 == steps):
             seen.append((t + 1) * batch_size)
             curve.append(test_accuracy())
-    acc = test_accuracy()
-    return OnlineResult(acc, seen, torch.stack(curve) if curve else acc[None])
+    acc = test_accuracy()  # results come back on the CPU, ready to print and plot
+    return OnlineResult(acc.cpu(), seen, (torch.stack(curve) if curve else acc[None]).cpu())
