@@ -17,6 +17,9 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.func import functional_call, jacrev
+
+from helpers.core.validation import check_int, check_positive, check_real
 
 Tensor = torch.Tensor
 
@@ -34,8 +37,8 @@ def fit_relu_polynomial(degree: int, radius: float, *, n_points: int = 2001) -> 
         raise ValueError(f"radius must be positive, got {radius}")
     if n_points < degree + 1:
         raise ValueError(f"n_points must be at least degree + 1 = {degree + 1}, got {n_points}")
-    t = torch.linspace(-1.0, 1.0, n_points, dtype=torch.float64)
-    basis = t[:, None] ** torch.arange(degree + 1, dtype=torch.float64)  # (m, degree + 1)
+    t = torch.linspace(-1.0, 1.0, n_points, dtype=torch.float64)  # cpu: a fixed 1-D fit
+    basis = t[:, None] ** torch.arange(degree + 1, dtype=torch.float64)  # cpu: as above
     target = torch.relu(radius * t)
     return torch.linalg.lstsq(basis, target[:, None]).solution[:, 0]
 
@@ -66,12 +69,14 @@ class PolyReLU(nn.Module):
 
     def max_error(self, n_points: int = 4001) -> float:
         """max over [−r, r] of ``|p(z) − max(z, 0)|`` (on a fine grid)."""
-        z = torch.linspace(-self.radius, self.radius, n_points, dtype=torch.float64)
+        z = torch.linspace(-self.radius, self.radius, n_points,  # cpu: a 1-D check
+                           dtype=torch.float64)
         return (self(z) - torch.relu(z)).abs().max().item()
 
 
 def normalised_net(widths: list[int], activation: str, *, seed: int, degree: int = 8,
-                   radius: float = 4.0, dtype: torch.dtype = torch.float32) -> nn.Sequential:
+                   radius: float = 4.0, dtype: torch.dtype = torch.float32,
+                   device: torch.device | str | None = None) -> nn.Sequential:
     """Linear → BatchNorm1d(affine=False) → σ per hidden layer, then a linear read-out.
 
     ``activation`` is ``"relu"`` or ``"poly"`` (:class:`PolyReLU` of ``degree`` on
@@ -91,7 +96,7 @@ def normalised_net(widths: list[int], activation: str, *, seed: int, degree: int
             if i < len(widths) - 2:
                 layers.append(nn.BatchNorm1d(b, affine=False, dtype=dtype))
                 layers.append(nn.ReLU() if activation == "relu" else PolyReLU(degree, radius))
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers).to(device)
 
 
 def train_full_batch(model: nn.Module, x: Tensor, y: Tensor, *, steps: int,
@@ -101,10 +106,8 @@ def train_full_batch(model: nn.Module, x: Tensor, y: Tensor, *, steps: int,
     The model is left in evaluation mode (batch-norm running statistics), so that training and
     test accuracy are measured the same way.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr}")
+    steps = check_int("steps", steps, low=1)
+    lr = check_positive("lr", lr)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for _ in range(steps):
@@ -124,8 +127,7 @@ def net_accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
 
 def jacobian_rank(jac: Tensor, *, rel_tol: float = 1e-8) -> int:
     """Numerical rank of ``jac``: singular values above ``rel_tol`` times the largest."""
-    if not rel_tol > 0:
-        raise ValueError(f"rel_tol must be positive, got {rel_tol}")
+    rel_tol = check_positive("rel_tol", rel_tol)
     s = torch.linalg.svdvals(jac)
     return int((s > rel_tol * s.max()).sum())
 
@@ -138,11 +140,11 @@ def filter_normalised_direction(model: nn.Module, *, seed: int) -> Tensor:
     normalisation behind the usual landscape pictures). Without it, a slice along a random
     direction mostly measures the scale of each layer, not the shape of the loss.
     """
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # cpu: the same direction on every device
     parts = []
     for p in model.parameters():
         w = p.detach()
-        d = torch.randn(w.shape, generator=gen, dtype=w.dtype).to(w.device)
+        d = torch.randn(w.shape, generator=gen, dtype=w.dtype).to(w.device)  # cpu: moved
         if w.ndim >= 2:
             rows, d_rows = w.reshape(w.shape[0], -1), d.reshape(d.shape[0], -1)
             d = (d_rows * rows.norm(dim=1, keepdim=True)
@@ -165,7 +167,7 @@ def loss_slice(model: nn.Module, loss_of: Callable[[nn.Module], Tensor], d1: Ten
     for name, d in (("d1", d1), ("d2", d2)):
         if d.shape != theta.shape:
             raise ValueError(f"{name} must have shape {tuple(theta.shape)}, got {tuple(d.shape)}")
-    out = torch.empty(len(alphas), len(betas), dtype=torch.float64)
+    out = torch.empty(len(alphas), len(betas), dtype=torch.float64)  # cpu: Python floats
     try:
         for i, a in enumerate(alphas):
             for j, b in enumerate(betas):
@@ -181,3 +183,63 @@ def _assign(model: nn.Module, theta: Tensor) -> None:
     for p in model.parameters():
         p.copy_(theta[i:i + p.numel()].view_as(p))
         i += p.numel()
+
+
+def _flat(model: nn.Module) -> Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def _residual_fn(model: nn.Module, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
+    shapes = [(name, p.shape, p.numel()) for name, p in model.named_parameters()]
+
+    def residual(theta: Tensor) -> Tensor:
+        params, i = {}, 0
+        for name, shape, size in shapes:
+            params[name] = theta[i:i + size].view(shape)
+            i += size
+        return (functional_call(model, params, (x,)) - y).reshape(-1)
+
+    return residual
+
+
+def loss_order(model: nn.Module, x: Tensor, y: Tensor, direction: Tensor, ts: Tensor) -> float:
+    """Slope of log L(θ* + t u) against log t over ``ts`` (u = direction / ‖direction‖).
+
+    L = ½‖f(x; θ) − y‖². At a zero-loss minimum the slope is 2 along a direction with Ju ≠ 0
+    and 4 along the null space of J (the residual is then O(t²)).
+    """
+    residual = _residual_fn(model, x, y)
+    u = direction / direction.norm()
+    theta = _flat(model)
+    losses = torch.stack([0.5 * (residual(theta + t * u) ** 2).sum() for t in ts])
+    A = torch.stack([torch.log(ts), torch.ones_like(ts)], 1)
+    return torch.linalg.lstsq(A, torch.log(losses)[:, None]).solution[0, 0].item()
+
+
+@torch.no_grad()
+def walk_on_zero_set(model: nn.Module, x: Tensor, y: Tensor, direction: Tensor, *,
+                     length: float, steps: int = 10, newton: int = 3) -> tuple[Tensor, float]:
+    """Follow the zero set {f(x; θ) = y} from the model's θ* for a path length ``length``.
+
+    Each step moves by length/steps along the direction projected on the current tangent
+    space (the null space of the Jacobian J), then returns to the zero set by ``newton``
+    Gauss–Newton corrections θ ← θ − J⁺r. Returns the end point (P,) and its residual norm.
+    """
+    length = check_real("length", length, low=0.0, low_open=True)
+    steps = check_int("steps", steps, low=1)
+    newton = check_int("newton", newton, low=0)
+    residual = _residual_fn(model, x, y)
+    jac = jacrev(residual)
+    theta, d = _flat(model).clone(), direction.clone()
+    for _ in range(steps):
+        J = jac(theta)  # (n·k, P)
+        d = d - torch.linalg.pinv(J) @ (J @ d)  # onto the tangent space
+        theta = theta + (length / steps) * d / d.norm()
+        for _ in range(newton):
+            theta = theta - torch.linalg.pinv(jac(theta)) @ residual(theta)
+    return theta, residual(theta).norm().item()
+
+
+def zero_set_jacobian(model: nn.Module, x: Tensor, y: Tensor, theta: Tensor) -> Tensor:
+    """The Jacobian ∂(f(x; θ) − y)/∂θ at a point θ (P,) of the walk, shape (n·k, P)."""
+    return jacrev(_residual_fn(model, x, y))(theta)
