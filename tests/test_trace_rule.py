@@ -156,7 +156,14 @@ def test_smoke_chapter_experiment():
     assert clean.accuracy > 1 / 3 and clean.pooling > 0.9
     runs = trace_runs(train, test, 0.5, runs=2, templates="object", keep=3, n_units=6,
                       epochs=4, seed=0)
-    assert set(runs) == {"accuracy", "invariance", "purity", "pooling"}
+    keys = {"accuracy", "invariance", "purity", "pooling"}
+    assert set(runs) == keys | {f"{k}_se" for k in keys}
+    assert all(runs[f"{k}_se"] >= 0 for k in keys)
+    shuffled = trace_runs(train, test, 0.0, runs=2, shuffle=True, keep=3, n_units=6, epochs=4,
+                          seed=0)
+    boxed = trace_runs(train, test, 0.5, runs=2, templates="box", keep=3, n_units=6, epochs=4,
+                       seed=0)
+    assert 0 <= shuffled["accuracy"] <= 1 and 0 <= boxed["accuracy"] <= 1
     one_by_one = [trace_experiment(train, test, 0.5, templates="object", keep=3, n_units=6,
                                    epochs=4, seed=seed) for seed in (0, 1000)]
     assert runs["accuracy"] == pytest.approx(sum(r.accuracy for r in one_by_one) / 2)

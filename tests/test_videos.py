@@ -82,3 +82,16 @@ def test_bad_input(vids):
         cluttered(vids, -1.0, seed=0)
     with pytest.raises(ValueError, match="n_label_videos"):
         frame_table(vids, 4)
+
+
+def test_box_crops_keep_the_box_and_drop_the_rest():
+    from helpers.topics import temporal_association
+    v = temporal_association.make_videos(2, 1, n_positions=4, size=8, object_seed=0, seed=1)
+    x = temporal_association.cluttered(v, 0.8, seed=2)
+    crops = temporal_association.box_crops(v, x, margin=0.5)
+    side = x.shape[-1] // 4
+    # position 1: the box spans [side/2, 5 side/2): zero outside, mean-free inside
+    assert crops[:, 1, :, : side // 2].abs().max() == 0
+    assert crops[:, 1, :, 5 * side // 2:].abs().max() == 0
+    inside = crops[:, 1, :, side // 2: 5 * side // 2]
+    assert inside.mean((-1, -2)).abs().max() < 1e-12

@@ -2,6 +2,7 @@
 (``videos``), the trace rule (``trace_rule``)."""
 
 from helpers.topics.temporal_association.trace_rule import (
+    TEMPLATES,
     TraceResult,
     foldiak_trace,
     foldiak_trace_batched,
@@ -18,6 +19,7 @@ from helpers.topics.temporal_association.videos import (
     CLUTTER_KINDS,
     Videos,
     backgrounds,
+    box_crops,
     cluttered,
     frame_table,
     make_videos,
@@ -26,9 +28,11 @@ from helpers.topics.temporal_association.videos import (
 
 __all__ = [
     "CLUTTER_KINDS",
+    "TEMPLATES",
     "TraceResult",
     "Videos",
     "backgrounds",
+    "box_crops",
     "cluttered",
     "foldiak_trace",
     "foldiak_trace_batched",

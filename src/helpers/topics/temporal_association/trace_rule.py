@@ -21,6 +21,7 @@ Introduced in the chapter "Temporal association and clutter".
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +29,10 @@ from typing import Any
 import torch
 
 from helpers.core.progress import progress
+from helpers.core.validation import check_choice
 from helpers.topics.temporal_association.videos import (
     Videos,
+    box_crops,
     cluttered,
     frame_table,
     object_templates,
@@ -259,25 +262,36 @@ class TraceResult:
 
 
 EXPERIMENT_DEFAULTS: dict[str, Any] = {"templates": "whole", "delta": 0.2, "keep": 6,
-                                       "n_units": 10, "epochs": 15, "kind": "patches"}
+                                       "n_units": 10, "epochs": 15, "kind": "patches",
+                                       "shuffle": False}
+#: Template layers: training frames ("whole"), the bare objects under an oracle mask
+#: ("object"), or the training frames cut to the object's square ("box").
+TEMPLATES = ("whole", "object", "box")
 
 
 def _coded(train: Videos, test: Videos, contrast: float, *, templates: str, keep: int,
-           kind: str, seed: int) -> dict[str, Any]:
+           kind: str, seed: int, shuffle: bool = False) -> dict[str, Any]:
     """One run's inputs: clutter, template layer, training codes (S, P, M), test codes (N, M),
-    and the accuracy of pooling by identity (which needs no learning)."""
-    if templates not in ("whole", "object"):
-        raise ValueError(f"templates must be 'whole' or 'object', got {templates!r}")
+    and the accuracy of pooling by identity (which needs no learning). ``shuffle=True``
+    scatters the training frames over the videos at random (the trace rule's control: the
+    same frames without temporal continuity)."""
+    check_choice("templates", templates, TEMPLATES)
     x_train = cluttered(train, contrast, kind=kind, seed=seed + 1)  # (S, P, H, W)
     x_test = cluttered(test, contrast, kind=kind, seed=seed + 2)
-    stored = x_train if templates == "whole" else object_templates(train)
+    stored = {"whole": x_train, "object": object_templates(train),
+              "box": box_crops(train, x_train)}[templates]
     t_labels = train.labels[:, None].expand(-1, train.n_positions).reshape(-1)  # (M,)
     table = frame_table(test, (len(test.labels) // (int(test.labels.max()) + 1)) // 2)
     cos = _cosines(x_test.flatten(0, 1), stored.flatten(0, 1))  # (N, M)
     n_obj = int(t_labels.max()) + 1
     pooled = torch.stack([cos[:, t_labels == k].amax(1) for k in range(n_obj)], 1)
     pooling = (pooled.argmax(1) == table["labels"])[table["evaluated"]].double().mean().item()
-    return {"train": template_codes(x_train, stored, keep=keep), "test": _top_codes(cos, keep),
+    codes = template_codes(x_train, stored, keep=keep)  # (S, P, M)
+    if shuffle:
+        gen = torch.Generator().manual_seed(int(seed) + 3)  # cpu: same order on every device
+        order = torch.randperm(codes.shape[0] * codes.shape[1], generator=gen)  # cpu
+        codes = codes.flatten(0, 1)[order.to(codes.device)].view_as(codes)
+    return {"train": codes, "test": _top_codes(cos, keep),
             "t_labels": t_labels, "table": table, "pooling": pooling}
 
 
@@ -314,7 +328,8 @@ def trace_sweep(train: Videos, test: Videos, settings: Sequence[Mapping[str, Any
     (defaults in ``EXPERIMENT_DEFAULTS``). Run r of every setting uses seed ``seed + 1000 r``,
     as :func:`trace_runs` does; the len(settings) · runs trainings are done by one call of
     :func:`foldiak_trace_batched` per distinct (n_units, epochs). Returns, per setting, the
-    mean accuracy, invariance, purity and pooling over its runs.
+    mean accuracy, invariance, purity and pooling over its runs, and (keys ``<name>_se``) their
+    standard errors over runs, sd/√runs (NaN for one run).
     """
     _check_int("runs", runs, 1)
     jobs = []  # (setting index, full keyword set, seed) of every training
@@ -328,14 +343,22 @@ def trace_sweep(train: Videos, test: Videos, settings: Sequence[Mapping[str, Any
     for shape in dict.fromkeys((kw["n_units"], kw["epochs"]) for _, kw, _ in jobs):
         batch = [job for job in jobs if (job[1]["n_units"], job[1]["epochs"]) == shape]
         coded = [_coded(train, test, kw["contrast"], templates=kw["templates"], keep=kw["keep"],
-                        kind=kw["kind"], seed=s) for _, kw, s in batch]
+                        kind=kw["kind"], seed=s, shuffle=kw["shuffle"]) for _, kw, s in batch]
         W = foldiak_trace_batched(torch.stack([c["train"] for c in coded]), shape[0],
                                   delta=[kw["delta"] for _, kw, _ in batch], epochs=shape[1],
                                   seeds=[s for _, _, s in batch])
         for (i, _, _), w, c in zip(batch, W, coded, strict=True):
             results[i].append(_scored(w, c))
-    return [{key: sum(getattr(res, key) for res in group) / runs
-             for key in ("accuracy", "invariance", "purity", "pooling")} for group in results]
+    out = []
+    for group in results:
+        row = {}
+        for key in ("accuracy", "invariance", "purity", "pooling"):
+            values = torch.tensor([getattr(res, key) for res in group],  # cpu: R numbers
+                                  dtype=torch.float64)
+            row[key] = values.mean().item()
+            row[f"{key}_se"] = (values.std() / runs**0.5).item() if runs > 1 else math.nan
+        out.append(row)
+    return out
 
 
 def trace_runs(train: Videos, test: Videos, contrast: float, *, runs: int = 5, seed: int,

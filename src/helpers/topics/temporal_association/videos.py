@@ -95,9 +95,29 @@ def object_templates(videos: Videos) -> Tensor:
     """
     o = videos.objects
     _, P, H, W = o.shape
-    box = torch.eye(P, dtype=o.dtype).repeat_interleave(W // P, dim=1)[None, :, None, :]
+    box = torch.eye(P, dtype=o.dtype, device=o.device)
+    box = box.repeat_interleave(W // P, dim=1)[None, :, None, :]
     mean = o.sum((-1, -2), keepdim=True) / (H * W / P)
     return (o - mean) * box
+
+
+def box_crops(videos: Videos, frames: Tensor, *, margin: float = 0.5) -> Tensor:
+    """Realistic class-specific templates: each frame cut to a box around the head's square,
+    widened by ``margin`` squares on either side, background inside the box kept, the box's
+    mean removed, zero elsewhere.
+
+    ``frames`` (S, P, H, W) are the (cluttered) frames of ``videos``. Unlike
+    :func:`object_templates`, no mask of the object is used: the crop knows only roughly where
+    the object is, as a detector's box would, and keeps the background around it.
+    """
+    _, P, H, W = frames.shape
+    side = W // P
+    centre = (torch.arange(P, device=frames.device) + 0.5) * side  # (P,)
+    x = torch.arange(W, device=frames.device) + 0.5  # (W,)
+    box = ((x[None, :] - centre[:, None]).abs() < side * (0.5 + margin)).to(frames.dtype)
+    box = box[None, :, None, :]  # (1, P, 1, W)
+    mean = (frames * box).sum((-1, -2), keepdim=True) / (H * box.sum(-1, keepdim=True))
+    return (frames - mean) * box
 
 
 def frame_table(videos: Videos, n_label_videos: int) -> dict[str, Tensor]:
