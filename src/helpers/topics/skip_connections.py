@@ -24,29 +24,31 @@ Introduced in the chapter "Skip connections and the conditioning of the loss".
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
+from helpers.core.validation import check_int, check_positive, check_real
+
 
 def _check_slope(slope: float) -> None:
-    if not 0.0 <= slope <= 1.0:
-        raise ValueError(f"slope must lie in [0, 1], got {slope}")
+    check_real("slope", slope, low=0.0, high=1.0)
 
 
 def random_weights(n_models: int, depth: int, width: int, *, gain: float = 2.0,
-                   seed: int = 0, dtype: torch.dtype = torch.float64) -> Tensor:
+                   seed: int = 0, dtype: torch.dtype = torch.float64,
+                   device: torch.device | str | None = None) -> Tensor:
     """Gaussian weights ``W[k, l] ~ N(0, gain / width)``, shape (n_models, depth, width, width).
 
     ``gain = 2`` is He initialisation. Used for both the plain and the residual network.
     """
     for name, value in (("n_models", n_models), ("depth", depth), ("width", width)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not gain > 0:
-        raise ValueError(f"gain must be positive, got {gain}")
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(n_models, depth, width, width, generator=gen, dtype=dtype) * (
-        gain / width) ** 0.5
+        check_int(name, value, low=1)
+    gain = check_positive("gain", gain)
+    gen = torch.Generator().manual_seed(seed)  # cpu: the same weights on every device
+    return torch.randn(n_models, depth, width, width, generator=gen,  # cpu: moved to device
+                       dtype=dtype).to(device) * (gain / width) ** 0.5
 
 
 def forward(weights: Tensor, x: Tensor, *, residual: bool, alpha: float = 1.0,
@@ -154,3 +156,46 @@ def kronecker_hessian(B: Tensor, X: Tensor) -> Tensor:
         raise ValueError(f"B and X must be matrices, got shapes {tuple(B.shape)}, "
                          f"{tuple(X.shape)}")
     return torch.kron(B.T @ B, X @ X.T)
+
+
+def gauss_newton_log10_condition(weights: Tensor, x: Tensor, *, residual: bool,
+                                 alpha: float = 1.0, slope: float = 0.1,
+                                 chunk: int = 25) -> Tensor:
+    """log10 κ of the Gauss–Newton matrix JᵀJ on its range, for each of K networks.
+
+    ``J = ∂ vec(f(x_1..x_m; W)) / ∂ vec(W_1..W_L)`` is the (m n, L n²) Jacobian of all outputs
+    with respect to all weights; JᵀJ is the Hessian of the squared loss at any point of zero
+    residual and the matrix that sets the speed of gradient descent near one. Its non-zero
+    eigenvalues are those of J Jᵀ (m n × m n), computed in chunks of ``chunk`` networks.
+
+    Args:
+        weights: (K, L, n, n); x: (K, m, n) inputs per network, with m n ≤ L n².
+
+    Returns:
+        (K,) values of log10(λ_max / λ_min) of J Jᵀ.
+    """
+    if weights.ndim != 4 or x.ndim != 3 or x.shape[0] != weights.shape[0]:
+        raise ValueError(f"weights must be (K, L, n, n) and x (K, m, n), got "
+                         f"{tuple(weights.shape)} and {tuple(x.shape)}")
+    _check_slope(slope)
+
+    def outputs(w: Tensor, xk: Tensor) -> Tensor:  # one network: (L, n, n), (m, n) -> (m n,)
+        return forward(w[None], xk[None], residual=residual, alpha=alpha,
+                       slope=slope)[0][0].reshape(-1)
+
+    jac = torch.func.vmap(torch.func.jacrev(outputs))
+    out = []
+    for start in range(0, weights.shape[0], chunk):
+        J = jac(weights[start:start + chunk], x[start:start + chunk]).flatten(2)  # (c, mn, P)
+        eig = torch.linalg.eigvalsh(J @ J.transpose(-1, -2))  # ascending, (c, mn)
+        out.append(torch.log10(eig[:, -1] / eig[:, 0]))
+    return torch.cat(out)
+
+
+def median_and_se(values: Tensor) -> tuple[float, float]:
+    """Sample median and its large-sample standard error √(π/2)·sd/√K (normal approximation)."""
+    if values.ndim != 1 or values.numel() < 2:
+        raise ValueError(f"values must be a 1-D tensor of at least 2 numbers, got shape "
+                         f"{tuple(values.shape)}")
+    se = math.sqrt(math.pi / 2) * values.std().item() / math.sqrt(values.numel())
+    return values.median().item(), se
