@@ -106,3 +106,45 @@ def test_clipped_fraction_counts_both_bounds():
     assert sp.clipped_fraction(e, 0.01) == 0.5
     with pytest.raises(ValueError, match="n"):
         sp.simulate(2, 3)
+
+
+def test_grown_networks_deepen_and_widen_with_n():
+    shapes = {n: sp.grown(n).hidden for n in (250, 500, 1000, 2000, 4000)}
+    assert shapes[250] == (13, 13) and shapes[500] == (16, 16) and shapes[1000] == (19, 19)
+    assert shapes[2000] == (23, 23, 23) and shapes[4000] == (27,) * 4
+    assert sp.grown(500, steps_outcome=7).steps_outcome == 7
+    with pytest.raises(ValueError, match="n"):
+        sp.grown(2)
+
+
+def test_n_sweep_at_tiny_size_covers_the_full_mode_path():
+    # several sizes, each with its own grown networks, as the full mode runs it
+    points = sp.n_sweep([40, 80, 120], 3, seed=1, steps_outcome=5, steps_propensity=2)
+    assert [pt.n for pt in points] == [40, 80, 120]
+    assert [pt.nuisance.hidden for pt in points] == [sp.grown(n).hidden for n in (40, 80, 120)]
+    for pt in points:
+        assert pt.tau.shape == pt.se.shape == pt.naive.shape == (3,)
+        assert math.isclose(pt.root_n_sd(), math.sqrt(pt.n) * pt.tau.std().item())
+        rmse = math.sqrt(pt.n) * ((pt.naive - pt.ate) ** 2).mean().sqrt().item()
+        assert math.isclose(pt.root_n_rmse(pt.naive), rmse)
+    with pytest.raises(ValueError, match="ns"):
+        sp.n_sweep([40, 2], 3)
+
+
+def test_efficient_sd_matches_the_oracle_spread():
+    # the sd of √n(τ̂ − τ) with the true nuisances over replications is √Var ψ
+    sim = sp.simulate(400, 400, seed=6)
+    tau, _ = sp.aipw(sim.y, sim.d, sim.mu0, sim.mu1, sim.e)
+    spread = math.sqrt(400) * tau.std().item()
+    assert abs(spread / sp.efficient_sd(n=100_000, seed=1) - 1) < 4 / math.sqrt(2 * 399)
+
+
+def test_constant_nuisances_are_the_other_folds_means():
+    sim = sp.simulate(2, 8, seed=7)
+    mu0, mu1, e = sp.constant_nuisances(sim)
+    d, y = sim.d[0, 4:], sim.y[0, 4:]  # fold 1 of replication 0 predicts on fold 0
+    assert torch.allclose(e[0, :4], d.mean().expand(4))
+    assert torch.allclose(mu1[0, :4], ((y * d).sum() / d.sum()).expand(4))
+    assert torch.allclose(mu0[0, :4], ((y * (1 - d)).sum() / (1 - d).sum()).expand(4))
+    with pytest.raises(ValueError, match="even"):
+        sp.constant_nuisances(sp.simulate(1, 9, seed=0))

@@ -19,12 +19,13 @@ All R Monte Carlo replications × 2 folds are fitted at once with the batched en
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from scipy.stats import norm
 
-from helpers.core.validation import check_int
+from helpers.core.validation import check_int, check_ints
 from helpers.engine.batched import BatchedMLP, train_batched
 
 Tensor = torch.Tensor
@@ -117,11 +118,87 @@ class NuisanceConfig:
     hidden: tuple[int, ...] = (16,)
     steps_outcome: int = 600
     steps_propensity: int = 50
-    lr_outcome: float = 0.3
+    lr_outcome: float = 0.05
     lr_propensity: float = 0.5
     wd_outcome: float = 1e-3
     wd_propensity: float = 1e-2
     clip: float = 0.01
+
+
+def grown(n: int, **overrides) -> NuisanceConfig:
+    """Nuisance networks that grow with the sample size n, in the shape of Farrell et al.'s rates.
+
+    Their Theorem 1 lets the depth grow like log n and the width like a power of n. Here the
+    depth is L(n) = 2 + round(log₂(n/500)/2) (two hidden layers up to n ≈ 1400, three at
+    2000, four at 4000) and the width w(n) = round(16 (n/500)^{1/4}) (13 at n = 250, 16 at
+    500, 19 at 1000, 23 at 2000): the theorem's shapes with constants a CPU can afford, not
+    its constants. ``overrides`` replace other fields of :class:`NuisanceConfig`.
+    """
+    n = check_int("n", n, low=4)
+    depth = max(2, 2 + round(math.log2(n / 500) / 2))
+    width = round(16 * (n / 500) ** 0.25)
+    return NuisanceConfig(hidden=(width,) * depth, **overrides)
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One sample size of :func:`n_sweep`: n, the nuisance settings, and per replication the
+    AIPW estimate τ̂ and its standard error (each (R,)), with the true effect."""
+
+    n: int
+    nuisance: NuisanceConfig
+    tau: Tensor
+    se: Tensor
+    naive: Tensor
+    ate: float
+
+    def root_n_sd(self) -> float:
+        """√n · sd(τ̂) over the replications."""
+        return math.sqrt(self.n) * self.tau.std().item()
+
+    def root_n_rmse(self, estimate: Tensor | None = None) -> float:
+        """√n · root mean squared error of τ̂ (or of ``estimate``) about the true effect."""
+        est = self.tau if estimate is None else estimate
+        return math.sqrt(self.n) * ((est - self.ate) ** 2).mean().sqrt().item()
+
+
+def efficient_sd(*, n: int = 200_000, seed: int = 0,
+                 device: torch.device | str = "cpu") -> float:
+    """√Var ψ at the true nuisances, the asymptotic sd of √n(τ̂ − τ), from one large sample."""
+    sim = simulate(1, check_int("n", n, low=4), seed=seed, device=device)
+    return (aipw(sim.y, sim.d, sim.mu0, sim.mu1, sim.e)[1] * math.sqrt(n)).item()
+
+
+def n_sweep(ns: list[int], R: int, *, seed: int = 0, device: torch.device | str = "cpu",
+            **overrides) -> list[SweepPoint]:
+    """Cross-fitted AIPW over R replications at each sample size in ``ns``, with the nuisance
+    networks :func:`grown` for each n (simulation seed ``seed + i`` at the i-th size)."""
+    ns = check_ints("ns", ns, low=4)
+    R = check_int("R", R, low=2)
+    points = []
+    for i, n in enumerate(ns):
+        sim = simulate(R, n, seed=seed + i, device=device)
+        conf = grown(n, **overrides)
+        tau, se = aipw(sim.y, sim.d, *cross_fit(sim, conf, seed=seed + i))
+        points.append(SweepPoint(n, conf, tau, se, difference_in_means(sim.y, sim.d), sim.ate))
+    return points
+
+
+def constant_nuisances(sim: Simulation) -> tuple[Tensor, Tensor, Tensor]:
+    """Cross-fitted intercept-only nuisances (μ̂_0, μ̂_1, ê), each (R, n): the treated and
+    untreated mean outcomes and the treated share of the other fold, ignoring X. Neither
+    nuisance converges, so the rate condition of the theorem fails."""
+    R, n = sim.y.shape
+    if n % 2:
+        raise ValueError(f"constant_nuisances needs an even number of observations n, got {n}")
+    d, y = sim.d.reshape(R, 2, n // 2), sim.y.reshape(R, 2, n // 2)
+    mu1 = (y * d).sum(2) / d.sum(2)
+    mu0 = (y * (1 - d)).sum(2) / (1 - d).sum(2)
+
+    def spread(t: Tensor) -> Tensor:  # fold k's value used on the other fold
+        return t.flip(1)[..., None].expand(R, 2, n // 2).reshape(R, n)
+
+    return spread(mu0), spread(mu1), spread(d.mean(2))
 
 
 def cross_fit(sim: Simulation, cfg: NuisanceConfig | None = None, *, seed: int = 0,
