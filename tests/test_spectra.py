@@ -97,3 +97,13 @@ def test_fit_power_law_ks_matches_scipy_kstest():
     assert fit.alpha == pytest.approx(1 + len(tail) / np.log(tail / fit.xmin).sum())
     oracle = stats.kstest(tail, stats.pareto(fit.alpha - 1, scale=fit.xmin).cdf).statistic
     assert fit.ks == pytest.approx(oracle, abs=1e-12)
+
+
+def test_rank_correlation_as_in_full_mode():
+    from helpers.topics.heavy_tails import rank_correlation
+
+    sizes = (2, 8, 32, 128, 512, 1024)
+    assert rank_correlation(sizes, [1.9, 2.0, 2.5, 2.6, 3.0, 3.1]) == pytest.approx(1.0)
+    assert rank_correlation(sizes, [3.1, 3.0, 2.6, 2.5, 2.0, 1.9]) == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="x and y"):
+        rank_correlation([1, 2], [1, 2])

@@ -22,14 +22,15 @@ import numpy as np
 import torch
 from scipy import integrate, stats
 
+from helpers.core.seeding import make_generator
+from helpers.core.validation import check_int, check_positive, check_real
+
 Tensor = torch.Tensor
 
 
 def _check_q_sigma(q: float, sigma2: float) -> None:
-    if not 0 < q <= 1:
-        raise ValueError(f"q must lie in (0, 1], got {q}")
-    if sigma2 <= 0:
-        raise ValueError(f"sigma2 must be positive, got {sigma2}")
+    check_real("q", q, low=0.0, high=1.0, low_open=True)
+    check_positive("sigma2", sigma2)
 
 
 def mp_edges(q: float, sigma2: float = 1.0) -> tuple[float, float]:
@@ -91,22 +92,29 @@ def mp_ks(eigs: np.ndarray, q: float, sigma2: float = 1.0) -> float:
 
 def count_spikes(eigs: np.ndarray, q: float, sigma2: float, *, tol: float = 0.1) -> int:
     """Number of eigenvalues above ``(1 + tol) λ₊``: outliers beyond the MP bulk edge."""
-    if tol < 0:
-        raise ValueError(f"tol must be non-negative, got {tol}")
+    check_real("tol", tol, low=0.0)
     return int((np.asarray(eigs) > (1 + tol) * mp_edges(q, sigma2)[1]).sum())
 
 
-def pareto_matrix(N: int, M: int, mu: float, *, seed: int = 0) -> Tensor:
+def pareto_matrix(N: int, M: int, mu: float, *, seed: int = 0,
+                  device: torch.device | str = "cpu") -> Tensor:
     """(N, M) i.i.d. symmetric Pareto entries: ``±(U^(−1/μ))``, so ``P(|w| > t) = t^(−μ)``,
     t ≥ 1, float64."""
-    if mu <= 0:
-        raise ValueError(f"mu must be positive, got {mu}")
-    if N < 1 or M < 1:
-        raise ValueError(f"N and M must be positive, got {N}, {M}")
-    gen = torch.Generator().manual_seed(seed)
-    u = torch.rand(N, M, generator=gen, dtype=torch.float64).clamp_min(1e-300)
-    sign = torch.randint(0, 2, (N, M), generator=gen).to(torch.float64) * 2 - 1
+    check_positive("mu", mu)
+    N, M = check_int("N", N, low=1), check_int("M", M, low=1)
+    gen = make_generator(seed, device)
+    u = torch.rand(N, M, generator=gen, dtype=torch.float64, device=device).clamp_min(1e-300)
+    sign = torch.randint(0, 2, (N, M), generator=gen, device=device).to(torch.float64) * 2 - 1
     return sign * u ** (-1.0 / mu)
+
+
+def rank_correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation of two equal-length sequences (``scipy.stats.spearmanr``);
+    1 when y rises with x, −1 when it falls."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 3:
+        raise ValueError(f"x and y must be 1-D of equal length ≥ 3, got {x.shape}, {y.shape}")
+    return float(stats.spearmanr(x, y).statistic)
 
 
 @dataclass(frozen=True)
