@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ from helpers.topics.greedy_layerwise import (
     freeze,
     linear_probe,
     mlp_block,
+    paired_difference,
     stage_features,
     train_end_to_end,
     train_greedy,
@@ -96,3 +98,20 @@ def test_freeze_and_bad_input():
                      steps=1, seed=0)
     with pytest.raises(ValueError, match="turns"):
         two_spirals(10, turns=0, seed=0)
+
+
+def test_paired_difference_oracle_and_per_sample():
+    a = torch.tensor([True, True, False, True])
+    b = torch.tensor([True, False, False, False])
+    mean, se = paired_difference(a, b)
+    d = np.array([0, 1, 0, 1], dtype=float)  # numpy oracle
+    assert mean == pytest.approx(d.mean()) and se == pytest.approx(d.std(ddof=1) / 2)
+    with pytest.raises(ValueError, match="same n"):
+        paired_difference(a, b[:3])
+    x, y = two_spirals(200, seed=0)
+    ok = linear_probe(x, y, x, y, per_sample=True)
+    assert ok.dtype == torch.bool and ok.shape == (200,)
+    assert ok.double().mean().item() == pytest.approx(linear_probe(x, y, x, y))
+    net = torch.nn.Linear(2, 2)
+    per = accuracy(net, x, y, per_sample=True)
+    assert per.double().mean().item() == pytest.approx(accuracy(net, x, y))
