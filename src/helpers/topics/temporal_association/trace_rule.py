@@ -263,23 +263,25 @@ class TraceResult:
 
 EXPERIMENT_DEFAULTS: dict[str, Any] = {"templates": "whole", "delta": 0.2, "keep": 6,
                                        "n_units": 10, "epochs": 15, "kind": "patches",
-                                       "shuffle": False}
+                                       "shuffle": False, "margin": 0.25}
 #: Template layers: training frames ("whole"), the bare objects under an oracle mask
 #: ("object"), or the training frames cut to the object's square ("box").
 TEMPLATES = ("whole", "object", "box")
 
 
 def _coded(train: Videos, test: Videos, contrast: float, *, templates: str, keep: int,
-           kind: str, seed: int, shuffle: bool = False) -> dict[str, Any]:
+           kind: str, seed: int, shuffle: bool = False, margin: float = 0.25
+           ) -> dict[str, Any]:
     """One run's inputs: clutter, template layer, training codes (S, P, M), test codes (N, M),
     and the accuracy of pooling by identity (which needs no learning). ``shuffle=True``
     scatters the training frames over the videos at random (the trace rule's control: the
-    same frames without temporal continuity)."""
+    same frames without temporal continuity). ``margin`` widens the ``"box"`` templates (see
+    :func:`helpers.topics.temporal_association.videos.box_crops`)."""
     check_choice("templates", templates, TEMPLATES)
     x_train = cluttered(train, contrast, kind=kind, seed=seed + 1)  # (S, P, H, W)
     x_test = cluttered(test, contrast, kind=kind, seed=seed + 2)
     stored = {"whole": x_train, "object": object_templates(train),
-              "box": box_crops(train, x_train)}[templates]
+              "box": box_crops(train, x_train, margin=margin)}[templates]
     t_labels = train.labels[:, None].expand(-1, train.n_positions).reshape(-1)  # (M,)
     table = frame_table(test, (len(test.labels) // (int(test.labels.max()) + 1)) // 2)
     cos = _cosines(x_test.flatten(0, 1), stored.flatten(0, 1))  # (N, M)
@@ -343,7 +345,8 @@ def trace_sweep(train: Videos, test: Videos, settings: Sequence[Mapping[str, Any
     for shape in dict.fromkeys((kw["n_units"], kw["epochs"]) for _, kw, _ in jobs):
         batch = [job for job in jobs if (job[1]["n_units"], job[1]["epochs"]) == shape]
         coded = [_coded(train, test, kw["contrast"], templates=kw["templates"], keep=kw["keep"],
-                        kind=kw["kind"], seed=s, shuffle=kw["shuffle"]) for _, kw, s in batch]
+                        kind=kw["kind"], seed=s, shuffle=kw["shuffle"], margin=kw["margin"])
+                 for _, kw, s in batch]
         W = foldiak_trace_batched(torch.stack([c["train"] for c in coded]), shape[0],
                                   delta=[kw["delta"] for _, kw, _ in batch], epochs=shape[1],
                                   seeds=[s for _, _, s in batch])

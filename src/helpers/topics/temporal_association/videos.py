@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
+from helpers.core.validation import check_real
 from helpers.engine.heads import random_heads, render_heads
 
 Tensor = torch.Tensor
@@ -101,7 +102,7 @@ def object_templates(videos: Videos) -> Tensor:
     return (o - mean) * box
 
 
-def box_crops(videos: Videos, frames: Tensor, *, margin: float = 0.5) -> Tensor:
+def box_crops(videos: Videos, frames: Tensor, *, margin: float = 0.25) -> Tensor:
     """Realistic class-specific templates: each frame cut to a box around the head's square,
     widened by ``margin`` squares on either side, background inside the box kept, the box's
     mean removed, zero elsewhere.
@@ -110,6 +111,7 @@ def box_crops(videos: Videos, frames: Tensor, *, margin: float = 0.5) -> Tensor:
     :func:`object_templates`, no mask of the object is used: the crop knows only roughly where
     the object is, as a detector's box would, and keeps the background around it.
     """
+    check_real("margin", margin, low=0.0)
     _, P, H, W = frames.shape
     side = W // P
     centre = (torch.arange(P, device=frames.device) + 0.5) * side  # (P,)
