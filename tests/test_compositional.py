@@ -13,9 +13,11 @@ from helpers.topics.compositional.experiments import (
     compositional_target,
     deep_vs_shallow,
     deep_vs_shallow_grid,
+    deep_vs_shallow_study,
     error_vs_parameters,
     lr_schedule,
     pairing_permutation,
+    power_law_fit,
     relative_mse,
     train_deep_and_shallow,
 )
@@ -264,6 +266,64 @@ def test_widths_trained_together_match_separate_runs(monkeypatch):
         assert curve["params_shallow"][i] == alone["params_shallow"]
         for key in ("relmse_deep", "relmse_shallow"):
             torch.testing.assert_close(curve[key][i], alone[key][0], rtol=1e-4, atol=1e-6)
+
+
+def test_study_equals_its_grid_and_curves_run_separately(monkeypatch):
+    """One loop for grid and curves: each part equals its own run where the targets agree."""
+    monkeypatch.setenv("BOOK_DEVICE", "cpu")
+    tiny = {"reps": 2, "steps": 20, "n_test": 256, "mode": "quick", "device": "cpu"}
+    study = deep_vs_shallow_study(["product", "abs-product"], curve_h="abs-product",
+                                  widths=(2, 3), seed=5, k=3, **tiny)
+    grid = deep_vs_shallow_grid(["product", "abs-product"], seed=5, k=3, **tiny)
+    assert [(r["h"], r["pairing"]) for r in study["grid"]] == [
+        (r["h"], r["pairing"]) for r in grid]
+    for a, b in zip(study["grid"], grid, strict=True):
+        assert math.isclose(a["relmse_deep"], b["relmse_deep"], rel_tol=1e-4)
+        assert math.isclose(a["relmse_shallow"], b["relmse_shallow"], rel_tol=1e-4)
+    # The curve's point at k = 3 is the grid's own networks; at k = 2 a separate job.
+    curve = study["curves"]["matched"]
+    assert curve["params_deep"] == [tree_parameter_count(8, 2), tree_parameter_count(8, 3)]
+    row = next(r for r in study["grid"] if r == {**r, "h": "abs-product", "pairing": "matched"})
+    assert curve["relmse_deep"][1].tolist() == row["reps_deep"]
+    both = [compositional_target("abs-product", 8, p) for p in ("matched", "mismatched")]
+    alone = train_deep_and_shallow(both, seed=5, budget=budget_for("quick", k=2, reps=2,
+                                                                   steps=20, n_test=256))
+    for i, p in enumerate(("matched", "mismatched")):
+        for key in ("relmse_deep", "relmse_shallow"):
+            torch.testing.assert_close(study["curves"][p][key][0], alone[key][i], rtol=1e-4,
+                                       atol=1e-6)
+    assert set(study["curves"]) == {"matched", "mismatched"}
+    with pytest.raises(ValueError, match="widths"):
+        deep_vs_shallow_study(["product"], curve_h="product", widths=(), **tiny)
+
+
+def test_abs_product_is_lipschitz_and_not_smooth():
+    h = CONSTITUENTS["abs-product"]
+    a = torch.linspace(-1, 1, 201, dtype=DT)
+    b = torch.full_like(a, 0.5)
+    slope = torch.diff(h(a, b)) / torch.diff(a)
+    assert slope.abs().max() <= 1.0 + 1e-12  # |∂h/∂a| = |±b + 1/2| <= 1 here
+    assert slope[:100].mean() < 0.1 < 0.9 < slope[100:].mean()  # a kink at a = 0
+
+
+def test_power_law_fit_recovers_exponent_and_standard_error():
+    params = [50, 100, 200, 400, 800]
+    gen = torch.Generator().manual_seed(0)  # cpu: test data
+    logp = torch.log(torch.tensor(params, dtype=DT))  # cpu: test data
+    noise = 0.1 * torch.randn(len(params), 40, generator=gen, dtype=DT)  # cpu: test data
+    errors = torch.exp(2.0 - 0.75 * logp[:, None] + noise)
+    alpha, se = power_law_fit(params, errors)
+    xc = logp.repeat_interleave(40) - logp.mean()
+    assert abs(se - 0.1 / math.sqrt(float((xc ** 2).sum()))) < 0.2 * se  # σ / sqrt(Sxx)
+    assert abs(alpha - 0.75) < 4 * se
+    exact, zero = power_law_fit(params, torch.exp(-0.5 * logp))
+    assert math.isclose(exact, 0.5, rel_tol=1e-9) and zero < 1e-6
+    with pytest.raises(ValueError, match="positive"):
+        power_law_fit(params, -errors)
+    with pytest.raises(ValueError, match="one row per size"):
+        power_law_fit(params[:2], errors)
+    with pytest.raises(ValueError, match="two distinct"):
+        power_law_fit([10], torch.ones(1, 2, dtype=DT))
 
 
 def test_draw_tree_labels_leaves_in_target_order():

@@ -38,6 +38,9 @@ CONSTITUENTS: dict[str, Constituent] = {
     "tanh-mix": lambda a, b: torch.tanh(2 * a * b + a - b),  # tanh(2ab + a − b)
     "quadratic": lambda a, b: a * a + b * b - 1,  # a² + b² − 1: even in each argument
     "additive": lambda a, b: torch.tanh(a + b),  # tanh(a + b): a ridge function at each node
+    # |ab| + (a − b)/2: "product" with a kink along a = 0 and b = 0; Lipschitz (m = 1), so its
+    # smoothness is finite and no polynomial (no finite shallow network) represents it.
+    "abs-product": lambda a, b: (a * b).abs() + (a - b) / 2,
 }
 
 
@@ -50,7 +53,8 @@ def check_constituent(h: Constituent | str) -> Constituent:
         return CONSTITUENTS[h]
     if not callable(h):
         raise TypeError(f"h must be a callable h(a, b) -> tensor, got {type(h).__name__}")
-    a, b = torch.linspace(-1, 1, 5), torch.linspace(1, -1, 5)
+    a = torch.linspace(-1, 1, 5)  # cpu: a five-point probe of h, not the experiment's data
+    b = a.flip(0)
     try:
         out = h(a, b)
     except Exception as err:  # any failure means h is not a 2-input tensor map
@@ -135,35 +139,42 @@ def lr_schedule(t: int, budget: Budget) -> float:
     return budget.lr * 0.5 * (1 + math.cos(math.pi * (t - warm) / (budget.steps - warm)))
 
 
-def _train_widths(targets: Sequence[Callable[[torch.Tensor], torch.Tensor]], ks: Sequence[int],
-                  *, n_inputs: int, budget: Budget, seed: int,
-                  device: torch.device | str) -> list[dict]:
-    """:func:`train_deep_and_shallow` at every node width k in ``ks``, all in one loop.
+def _train_jobs(jobs: Sequence[tuple[int, Sequence[Callable[[torch.Tensor], torch.Tensor]]]],
+                *, n_inputs: int, budget: Budget, seed: int,
+                device: torch.device | str) -> list[dict]:
+    """Train, for every job (k, targets), ``budget.reps`` copies of a TreeNet of node width k
+    and of its equal-size ShallowNet per target, all jobs in one loop.
 
-    Each width gets exactly the networks, samples and schedule of its own run (the networks'
-    initialisation seeds and the sample generator do not depend on k), so training them side
-    by side, with the loss summed over all networks and one element-wise Adam, gives each the
-    same updates as one run per width while paying the per-step overhead once.
+    Every network's initialisation seed and the sample generator are those of its own run
+    (they depend on neither k nor the other jobs), so a job whose targets equal another run's
+    gets exactly that run's updates: the loss is summed over all networks and Adam is
+    element-wise. Paying the per-step overhead once is what makes several widths and targets
+    affordable. A target shared by several jobs (the same object) is evaluated once per step.
     """
     from helpers.core.progress import progress
 
-    if not targets:
-        raise ValueError("targets must hold at least one target function")
-    n_models = len(targets) * budget.reps
-    gen = torch.Generator().manual_seed(int(seed))
-    pairs = []
-    for k in ks:
+    if not jobs or any(not targets for _, targets in jobs):
+        raise ValueError("every job must hold at least one target function")
+    gen = torch.Generator().manual_seed(int(seed))  # cpu: the same samples on every device
+    unique = list({id(f): f for _, targets in jobs for f in targets}.values())
+    where = {id(f): i for i, f in enumerate(unique)}
+    pairs, rows = [], []
+    for k, targets in jobs:
+        n_models = len(targets) * budget.reps
         deep = TreeNet(n_inputs, k, n_models=n_models, activation=budget.activation,
                        seed=1_000 * seed + 1, device=device)
         pairs.append((deep, ShallowNet.matching(deep, n_models=n_models,
                                                 activation=budget.activation,
                                                 seed=1_000 * seed + 2, device=device)))
+        idx = torch.tensor([where[id(f)] for f in targets], device=device)  # (targets,)
+        rows.append(idx.repeat_interleave(budget.reps))  # (n_models,)
     nets = [net for pair in pairs for net in pair]
 
-    def sample(m: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = (2 * torch.rand(m, n_inputs, generator=gen) - 1).to(device)  # (m, n)
-        y = torch.stack([f(x) for f in targets]).repeat_interleave(budget.reps, 0)
-        return x, y  # (m, n), (n_models, m)
+    def sample(m: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        u = torch.rand(m, n_inputs, generator=gen)  # cpu: generator shared by every device
+        x = (2 * u - 1).to(device)  # (m, n)
+        y = torch.stack([f(x) for f in unique])  # (targets, m)
+        return x, [y[r] for r in rows]  # per job: (n_models, m)
 
     # Adam's update is element-wise, so one optimiser over every network equals one per network.
     params = [p for net in nets for p in net.parameters()]
@@ -173,18 +184,22 @@ def _train_widths(targets: Sequence[Callable[[torch.Tensor], torch.Tensor]], ks:
         for t in progress(range(budget.steps), desc="training steps"):
             for group in opt.param_groups:
                 group["lr"] = lr_schedule(t, budget)
-            x, y = sample(budget.batch)
-            loss = sum(((net(x) - y) ** 2).mean(-1).sum() for net in nets)
+            x, ys = sample(budget.batch)
+            loss = sum(((net(x) - y) ** 2).mean(-1).sum()
+                       for pair, y in zip(pairs, ys, strict=True) for net in pair)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        x, y = sample(budget.n_test)
-        shape = (len(targets), budget.reps)
+        x, ys = sample(budget.n_test)
+        out = []
         with torch.no_grad():
-            return [{"relmse_deep": relative_mse(deep(x), y).view(shape).cpu(),
-                     "relmse_shallow": relative_mse(shallow(x), y).view(shape).cpu(),
-                     "params_deep": deep.num_parameters(),
-                     "params_shallow": shallow.num_parameters()} for deep, shallow in pairs]
+            for (deep, shallow), y, (_, targets) in zip(pairs, ys, jobs, strict=True):
+                shape = (len(targets), budget.reps)
+                out.append({"relmse_deep": relative_mse(deep(x), y).view(shape).cpu(),
+                            "relmse_shallow": relative_mse(shallow(x), y).view(shape).cpu(),
+                            "params_deep": deep.num_parameters(),
+                            "params_shallow": shallow.num_parameters()})
+        return out
 
 
 def train_deep_and_shallow(targets: Sequence[Callable[[torch.Tensor], torch.Tensor]], *,
@@ -199,8 +214,8 @@ def train_deep_and_shallow(targets: Sequence[Callable[[torch.Tensor], torch.Tens
     Returns a dict with ``relmse_deep`` and ``relmse_shallow`` (tensors of shape
     (targets, reps), on ``n_test`` held-out points), ``params_deep`` and ``params_shallow``.
     """
-    (res,) = _train_widths(targets, [budget.k], n_inputs=n_inputs, budget=budget, seed=seed,
-                           device=device)
+    (res,) = _train_jobs([(budget.k, targets)], n_inputs=n_inputs, budget=budget, seed=seed,
+                         device=device)
     return res
 
 
@@ -282,10 +297,104 @@ def error_vs_parameters(h: Constituent | str, ks: Sequence[int], *, n_inputs: in
         raise ValueError("ks must hold at least one node width")
     target = compositional_target(h, n_inputs, pairing)
     budgets = [budget_for(mode, **{**budget_overrides, "k": k}) for k in ks]  # checks each k
-    runs = _train_widths([target], ks, n_inputs=n_inputs, budget=budgets[0], seed=seed,
-                         device=_device(None))
+    runs = _train_jobs([(k, [target]) for k in ks], n_inputs=n_inputs, budget=budgets[0],
+                       seed=seed, device=_device(None))
     return {"params_deep": [r["params_deep"] for r in runs],
             "params_shallow": [r["params_shallow"] for r in runs],
             "relmse_deep": torch.stack([r["relmse_deep"][0] for r in runs]),
             "relmse_shallow": torch.stack([r["relmse_shallow"][0] for r in runs])}
 
+
+
+def deep_vs_shallow_study(hs: Sequence[Constituent | str], pairings: Sequence[str] = (
+        "matched", "mismatched"), *, curve_h: Constituent | str, widths: Sequence[int],
+        n_inputs: int = 8, seed: int = 0, mode: str | None = None,
+        device: torch.device | str | None = None,
+        others: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+        **budget_overrides) -> dict:
+    """:func:`deep_vs_shallow_grid` at the budget's k and :func:`error_vs_parameters` of
+    ``curve_h`` (every pairing) at ``widths``, all in one training loop.
+
+    The grid's targets train at node width ``budget.k``; the curve's targets at every width in
+    ``widths``; where the two meet (``curve_h`` in ``hs`` and ``budget.k`` in ``widths``) the
+    curve's point is the grid's own networks.
+
+    Returns ``{"grid": rows as in deep_vs_shallow_grid, "curves": {pairing: curve}}``, each
+    curve a dict as returned by :func:`error_vs_parameters`.
+    """
+    if not widths:
+        raise ValueError("widths must hold at least one node width")
+    budget = budget_for(mode, **budget_overrides)
+    for k in widths:
+        replace(budget, k=k)  # checks every width
+    names = [(h if isinstance(h, str) else getattr(h, "__name__", repr(h)), p)
+             for h in hs for p in pairings]
+    grid = {key: compositional_target(h, n_inputs, p)
+            for key, (h, p) in zip(names, [(h, p) for h in hs for p in pairings], strict=True)}
+    for name, f in (others or {}).items():
+        if not callable(f):
+            raise TypeError(f"others[{name!r}] must be a callable f(x), got {type(f).__name__}")
+        grid[(name, None)] = f
+    curve_name = curve_h if isinstance(curve_h, str) else getattr(curve_h, "__name__", "")
+    curve = {p: grid.get((curve_name, p)) or compositional_target(curve_h, n_inputs, p)
+             for p in pairings}
+    jobs = []
+    for k in sorted(set(widths) | {budget.k}):
+        targets = list(grid.values()) if k == budget.k else []
+        if k in widths:
+            targets += [f for f in curve.values() if all(f is not g for g in targets)]
+        jobs.append((k, targets))
+    runs = _train_jobs(jobs, n_inputs=n_inputs, budget=budget, seed=seed,
+                       device=_device(device))
+    by_k = {k: (targets, run) for (k, targets), run in zip(jobs, runs, strict=True)}
+
+    def errors(k: int, f) -> tuple[torch.Tensor, torch.Tensor]:
+        targets, run = by_k[k]
+        i = next(j for j, g in enumerate(targets) if g is f)
+        return run["relmse_deep"][i], run["relmse_shallow"][i]
+
+    rows = []
+    for key, f in grid.items():
+        deep, shallow = errors(budget.k, f)
+        run = by_k[budget.k][1]
+        rows.append({"h": key[0], "pairing": key[1], "relmse_deep": deep.mean().item(),
+                     "relmse_shallow": shallow.mean().item(),
+                     "params_deep": run["params_deep"], "params_shallow": run["params_shallow"],
+                     "ratio": (shallow.mean() / deep.mean()).item(),
+                     "reps_deep": deep.tolist(), "reps_shallow": shallow.tolist()})
+    curves = {}
+    for p, f in curve.items():
+        pts = [errors(k, f) for k in widths]
+        curves[p] = {"params_deep": [by_k[k][1]["params_deep"] for k in widths],
+                     "params_shallow": [by_k[k][1]["params_shallow"] for k in widths],
+                     "relmse_deep": torch.stack([d for d, _ in pts]),
+                     "relmse_shallow": torch.stack([s for _, s in pts])}
+    return {"grid": rows, "curves": curves}
+
+
+def power_law_fit(params: Sequence[int], errors: torch.Tensor) -> tuple[float, float]:
+    """Exponent α of error ≈ C·P^(−α) and its standard error, by least squares of log error
+    on log P over every point (``errors`` of shape (len(params), reps): one per initialisation).
+
+    The standard error is the slope's usual OLS one, σ̂ / sqrt(Σ (log P − mean)²), with σ̂² the
+    residual variance on n − 2 degrees of freedom; it needs at least two distinct sizes and
+    three points.
+    """
+    errors = torch.as_tensor(errors, dtype=torch.float64)  # cpu: keeps the input's device
+    if errors.dim() == 1:
+        errors = errors[:, None]
+    if errors.shape[0] != len(params):
+        raise ValueError(f"errors must have one row per size ({len(params)}), "
+                         f"got shape {tuple(errors.shape)}")
+    if not bool((errors > 0).all()):
+        raise ValueError("errors must be positive to take logarithms")
+    logp = torch.log(torch.as_tensor(params, dtype=torch.float64, device=errors.device))
+    x = logp.repeat_interleave(errors.shape[1])
+    y = errors.log().flatten()
+    if x.numel() < 3 or len(set(params)) < 2:
+        raise ValueError("need at least two distinct sizes and three points")
+    xc = x - x.mean()
+    slope = (xc * (y - y.mean())).sum() / (xc ** 2).sum()
+    resid = y - y.mean() - slope * xc
+    se = (resid.pow(2).sum() / (x.numel() - 2) / (xc ** 2).sum()).sqrt()
+    return -slope.item(), se.item()

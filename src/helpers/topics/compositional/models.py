@@ -108,16 +108,17 @@ class _Batched(nn.Module):
         self._act = _activation(activation)
         self._lead = () if n_models is None else (n_models,)
         self._kw = {"dtype": dtype, "device": device}
-        self._gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
+        init_seed = 0 if seed is None else int(seed)
+        self._gen = torch.Generator().manual_seed(init_seed)  # cpu: same weights on any device
         self._seeded = seed is not None
 
     def _uniform(self, *shape: int, fan_in: int) -> nn.Parameter:
         """U(−1/√fan_in, 1/√fan_in), nn.Linear's default, on (*lead, *shape)."""
         full = (*self._lead, *shape)
         if self._seeded:
-            u = torch.rand(full, generator=self._gen, dtype=torch.float64)
+            u = torch.rand(full, generator=self._gen, dtype=torch.float64)  # cpu: as above
         else:
-            u = torch.rand(full, dtype=torch.float64)
+            u = torch.rand(full, dtype=torch.float64)  # cpu: moved to the device below
         return nn.Parameter(((2 * u - 1) / math.sqrt(fan_in)).to(**self._kw))
 
     def num_parameters(self) -> int:
