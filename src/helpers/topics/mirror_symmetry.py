@@ -52,7 +52,7 @@ def _check_rate(eta: float, epochs: int) -> None:
 
 def _orders(batch: int, n: int, epochs: int, gen: torch.Generator) -> Tensor:
     """(epochs * n, batch) sample indices: a fresh random order of the n samples every epoch."""
-    keys = torch.rand(epochs, batch, n, generator=gen)
+    keys = torch.rand(epochs, batch, n, generator=gen)  # cpu: CPU draws/indices
     return keys.argsort(dim=-1).permute(0, 2, 1).reshape(epochs * n, batch)
 
 
@@ -106,7 +106,7 @@ def oja(X: Tensor, *, eta: float, epochs: int, seed: int, w0: Tensor | None = No
     Xb = _check_data(X)
     _check_rate(eta, epochs)
     B, n, d = Xb.shape
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(int(seed))  # cpu: CPU draws/indices
     if w0 is None:
         w = _start((B, d), gen, Xb)
     else:
@@ -129,7 +129,7 @@ def sanger(X: Tensor, k: int, *, eta: float, epochs: int, seed: int) -> Tensor:
     B, n, d = Xb.shape
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= d:
         raise ValueError(f"k must be an int in [1, d={d}], got {k!r}")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(int(seed))  # cpu: CPU draws/indices
     W = _generalized_hebbian(Xb, _start((B, k, d), gen, Xb), eta, _orders(B, n, epochs, gen))
     return W if X.ndim == 3 else W[0]
 
@@ -201,7 +201,7 @@ def unit_responses(W: Tensor, Y: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
 
 def mirror_pairs(angles: Tensor, *, atol: float = 1e-9) -> Tensor:
     """For each angle θ_i the index j with θ_j = −θ_i; raises if the set is not symmetric."""
-    a = torch.as_tensor(angles, dtype=torch.float64)
+    a = torch.as_tensor(angles, dtype=torch.float64)  # cpu: CPU draws/indices
     if a.ndim != 1 or len(a) < 2:
         raise ValueError(f"angles must be a 1-D sequence of at least 2 angles, got shape "
                          f"{tuple(a.shape)}")
@@ -209,7 +209,7 @@ def mirror_pairs(angles: Tensor, *, atol: float = 1e-9) -> Tensor:
         raise ValueError("angles contains non-finite values")
     gap = (a[:, None] + a[None, :]).abs()  # |θ_i + θ_j|
     j = gap.argmin(dim=1)
-    bad = gap[torch.arange(len(a)), j] > atol * max(1.0, a.abs().max().item())
+    bad = gap[torch.arange(len(a)), j] > atol * max(1.0, a.abs().max().item())  # cpu
     if bad.any():
         raise ValueError(f"angles must be symmetric about 0 (each θ with its −θ); no mirror "
                          f"partner for {a[bad].tolist()}")
@@ -238,7 +238,7 @@ def mirror_symmetry_index(responses: Tensor, angles: Tensor) -> Tensor:
                          f"({len(partner)}), got shape {tuple(responses.shape)}")
     if not torch.isfinite(responses).all():
         raise ValueError("responses contains non-finite values (nan or inf)")
-    keep = partner != torch.arange(len(partner))  # drop θ = 0
+    keep = partner != torch.arange(len(partner))  # cpu: CPU draws/indices; drop θ = 0
     r = responses.to(torch.float64)[..., keep]
     m = responses.to(torch.float64)[..., partner[keep]]
     r, m = r - r.mean(-1, keepdim=True), m - m.mean(-1, keepdim=True)

@@ -103,16 +103,16 @@ def foldiak_trace(codes: Tensor, n_units: int, *, delta: float, eta: float = 0.1
     if not 0 < eta <= 1:
         raise ValueError(f"eta must lie in (0, 1], got {eta!r}")
     S, T, M = codes.shape
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(int(seed))  # cpu: CPU draws/loop
     flat = codes.reshape(S * T, M)
-    pick = torch.randint(S * T, (n_units,), generator=gen)
-    W = flat[pick] + 0.01 * torch.rand(n_units, M, generator=gen, dtype=codes.dtype) / M**0.5
+    pick = torch.randint(S * T, (n_units,), generator=gen)  # cpu: CPU draws/loop
+    W = flat[pick] + 0.01 * torch.rand(n_units, M, generator=gen, dtype=codes.dtype) / M**0.5  # cpu
     for _ in range(epochs):
-        backwards = torch.rand(S, generator=gen) < 0.5
-        for s in torch.randperm(S, generator=gen).tolist():
+        backwards = torch.rand(S, generator=gen) < 0.5  # cpu: CPU draws/loop
+        for s in torch.randperm(S, generator=gen).tolist():  # cpu: CPU draws/loop
             video = codes[s].flip(0) if backwards[s] else codes[s]  # objects move both ways
-            h = torch.zeros(n_units, dtype=codes.dtype)
-            y_bar = torch.zeros(n_units, dtype=codes.dtype)
+            h = torch.zeros(n_units, dtype=codes.dtype)  # cpu: CPU draws/loop
+            y_bar = torch.zeros(n_units, dtype=codes.dtype)  # cpu: CPU draws/loop
             for r in video:
                 h = (1 - delta) * h + delta * (W @ r)
                 y_bar = (1 - delta) * y_bar
@@ -129,20 +129,20 @@ def _draws(seed: int, S: int, T: int, M: int, n_units: int, epochs: int,
     indices s·T + t into the run's codes, (epochs·S, T): videos in each epoch's order, each
     forwards or backwards.
     """
-    gen = torch.Generator().manual_seed(int(seed))
-    pick = torch.randint(S * T, (n_units,), generator=gen)
-    jitter = 0.01 * torch.rand(n_units, M, generator=gen, dtype=dtype) / M**0.5
-    t, played = torch.arange(T), []
+    gen = torch.Generator().manual_seed(int(seed))  # cpu: CPU draws/loop
+    pick = torch.randint(S * T, (n_units,), generator=gen)  # cpu: CPU draws/loop
+    jitter = 0.01 * torch.rand(n_units, M, generator=gen, dtype=dtype) / M**0.5  # cpu
+    t, played = torch.arange(T), []  # cpu: CPU draws/loop
     for _ in range(epochs):
-        backwards = torch.rand(S, generator=gen) < 0.5
-        order = torch.randperm(S, generator=gen)
+        backwards = torch.rand(S, generator=gen) < 0.5  # cpu: CPU draws/loop
+        order = torch.randperm(S, generator=gen)  # cpu: CPU draws/loop
         played.append(order[:, None] * T + torch.where(backwards[order, None], T - 1 - t, t))
     return pick, jitter, torch.cat(played)
 
 
 def _per_run(name: str, value, R: int, codes: Tensor) -> Tensor:
     """A rate given once or once per run, as an (R, 1) tensor in (0, 1]."""
-    rate = torch.as_tensor(value, dtype=codes.dtype).flatten()
+    rate = torch.as_tensor(value, dtype=codes.dtype).flatten()  # cpu: CPU draws/loop
     if rate.numel() not in (1, R):
         raise ValueError(f"{name} must be one value or one per run ({R}), got {rate.numel()}")
     if not ((rate > 0) & (rate <= 1)).all():

@@ -73,19 +73,20 @@ def make_videos(n_objects: int, videos_per_object: int, *, n_positions: int = 8,
     if not angle_jitter >= 0:
         raise ValueError(f"angle_jitter must be non-negative, got {angle_jitter!r}")
     heads = random_heads(n_objects, seed=object_seed, jitter=head_jitter)
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(int(seed))  # cpu: rendered on the CPU
     n_videos = n_objects * videos_per_object
-    labels = torch.arange(n_objects).repeat_interleave(videos_per_object)  # (S,)
-    sweep = torch.linspace(angles[0], angles[1], n_positions, dtype=torch.float64)  # (P,)
-    jitter = angle_jitter * torch.randn(n_videos, 1, generator=gen, dtype=torch.float64)
+    labels = torch.arange(n_objects).repeat_interleave(videos_per_object)  # cpu: (S,)
+    sweep = torch.linspace(angles[0], angles[1], n_positions, dtype=torch.float64)  # cpu: (P,)
+    jitter = angle_jitter * torch.randn(n_videos, 1, generator=gen, dtype=torch.float64)  # cpu
     theta = sweep + jitter  # (S, P)
-    frames = torch.zeros(n_videos, n_positions, size, n_positions * size, dtype=torch.float64)
+    shape = (n_videos, n_positions, size, n_positions * size)
+    frames = torch.zeros(shape, dtype=torch.float64)  # cpu: rendered on the CPU
     for p in range(n_positions):  # P renders of all heads at once
         views = render_heads(heads, theta[:, p], size=size)  # (K, S, size, size)
-        views = views[labels, torch.arange(n_videos)]  # (S, size, size): head k at its angle
+        views = views[labels, torch.arange(n_videos)]  # cpu: (S, size, size): head k at its angle
         frames[:, p, :, p * size:(p + 1) * size] = views
     rms = frames.pow(2).sum((-1, -2)).div(size * size).mean().sqrt().item()
-    return Videos(frames, labels, torch.arange(n_positions), rms)
+    return Videos(frames, labels, torch.arange(n_positions), rms)  # cpu: rendered on the CPU
 
 
 def object_templates(videos: Videos) -> Tensor:
@@ -133,7 +134,7 @@ def frame_table(videos: Videos, n_label_videos: int) -> dict[str, Tensor]:
     per_object = S // (int(videos.labels.max()) + 1)
     if not 0 < n_label_videos < per_object:
         raise ValueError(f"n_label_videos must lie in (0, {per_object}), got {n_label_videos!r}")
-    rank = (torch.arange(S) % per_object)[:, None].expand(S, P).reshape(-1)
+    rank = (torch.arange(S) % per_object)[:, None].expand(S, P).reshape(-1)  # cpu
     positions = videos.positions[None].expand(S, P).reshape(-1)
     labels = videos.labels[:, None].expand(S, P).reshape(-1)
     naming = rank < n_label_videos
@@ -152,17 +153,17 @@ def backgrounds(n: int, height: int, width: int, *, kind: str = "patches", n_pat
     """
     if kind not in CLUTTER_KINDS:
         raise ValueError(f"kind must be one of {CLUTTER_KINDS}, got {kind!r}")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(int(seed))  # cpu: rendered on the CPU
     if kind == "noise":
-        b = torch.randn(n, height, width, generator=gen, dtype=torch.float64)
+        b = torch.randn(n, height, width, generator=gen, dtype=torch.float64)  # cpu
     else:
-        cy = height * torch.rand(n, n_patches, 1, 1, generator=gen, dtype=torch.float64)
-        cx = width * torch.rand(n, n_patches, 1, 1, generator=gen, dtype=torch.float64)
-        s = height / 6 * (0.5 + 1.5 * torch.rand(n, n_patches, 1, 1, generator=gen,
+        cy = height * torch.rand(n, n_patches, 1, 1, generator=gen, dtype=torch.float64)  # cpu
+        cx = width * torch.rand(n, n_patches, 1, 1, generator=gen, dtype=torch.float64)  # cpu
+        s = height / 6 * (0.5 + 1.5 * torch.rand(n, n_patches, 1, 1, generator=gen,  # cpu
                                                   dtype=torch.float64))
-        sign = torch.randn(n, n_patches, 1, 1, generator=gen, dtype=torch.float64).sign()
-        yy = torch.arange(height, dtype=torch.float64)[:, None]
-        xx = torch.arange(width, dtype=torch.float64)[None, :]
+        sign = torch.randn(n, n_patches, 1, 1, generator=gen, dtype=torch.float64).sign()  # cpu
+        yy = torch.arange(height, dtype=torch.float64)[:, None]  # cpu: rendered on the CPU
+        xx = torch.arange(width, dtype=torch.float64)[None, :]  # cpu: rendered on the CPU
         b = (sign * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s**2))).sum(1)
     b = b - b.mean((-1, -2), keepdim=True)
     return b / b.pow(2).mean((-1, -2), keepdim=True).sqrt().clamp_min(1e-12)
@@ -181,5 +182,5 @@ def cluttered(videos: Videos, contrast: float, *, kind: str = "patches", seed: i
         return videos.objects.clone()
     P = videos.n_positions
     b = backgrounds(S, H, W, kind=kind, seed=seed)  # (S, H, W)
-    behind = 1.0 - torch.eye(P, dtype=b.dtype).repeat_interleave(W // P, dim=1)  # (P, W)
+    behind = 1.0 - torch.eye(P, dtype=b.dtype).repeat_interleave(W // P, dim=1)  # cpu: (P, W)
     return videos.objects + contrast * videos.rms * b[:, None] * behind[None, :, None, :]
