@@ -110,7 +110,7 @@ def _fit(params: list[Tensor], forward, x: Tensor, y: Tensor, *, steps: int, lr:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     with one_cpu_thread():  # one small model: a second thread only adds wake-ups
         for _ in range(steps):
-            idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=gen)  # cpu
+            idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=gen)  # cpu: CPU draw
             idx = idx.to(x.device)
             loss = nn.functional.cross_entropy(forward(x[idx]), y[idx])
             opt.zero_grad()
@@ -190,9 +190,9 @@ def linear_probe(f_train: Tensor, y_train: Tensor, f_test: Tensor, y_test: Tenso
     mean, std = f_train.mean(0), f_train.std(0).clamp_min(1e-6)
     a, b = ((f_train - mean) / std).double(), ((f_test - mean) / std).double()
     n_classes = int(max(y_train.max(), y_test.max())) + 1
-    like = dict(dtype=torch.float64, device=a.device)
-    W = torch.zeros(a.shape[1], n_classes, **like, requires_grad=True)
-    c = torch.zeros(n_classes, **like, requires_grad=True)
+    W = torch.zeros(a.shape[1], n_classes, dtype=torch.float64, device=a.device,
+                    requires_grad=True)
+    c = torch.zeros(n_classes, dtype=torch.float64, device=a.device, requires_grad=True)
     opt = torch.optim.LBFGS([W, c], max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure():

@@ -209,7 +209,7 @@ def mirror_pairs(angles: Tensor, *, atol: float = 1e-9) -> Tensor:
         raise ValueError("angles contains non-finite values")
     gap = (a[:, None] + a[None, :]).abs()  # |θ_i + θ_j|
     j = gap.argmin(dim=1)
-    bad = gap[torch.arange(len(a)), j] > atol * max(1.0, a.abs().max().item())  # cpu
+    bad = gap[torch.arange(len(a)), j] > atol * max(1.0, a.abs().max().item())  # cpu: CPU draw
     if bad.any():
         raise ValueError(f"angles must be symmetric about 0 (each θ with its −θ); no mirror "
                          f"partner for {a[bad].tolist()}")

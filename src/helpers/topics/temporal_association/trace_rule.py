@@ -106,7 +106,8 @@ def foldiak_trace(codes: Tensor, n_units: int, *, delta: float, eta: float = 0.1
     gen = torch.Generator().manual_seed(int(seed))  # cpu: CPU draws/loop
     flat = codes.reshape(S * T, M)
     pick = torch.randint(S * T, (n_units,), generator=gen)  # cpu: CPU draws/loop
-    W = flat[pick] + 0.01 * torch.rand(n_units, M, generator=gen, dtype=codes.dtype) / M**0.5  # cpu
+    noise = torch.rand(n_units, M, generator=gen, dtype=codes.dtype)  # cpu: CPU draws
+    W = flat[pick] + 0.01 * noise / M**0.5
     for _ in range(epochs):
         backwards = torch.rand(S, generator=gen) < 0.5  # cpu: CPU draws/loop
         for s in torch.randperm(S, generator=gen).tolist():  # cpu: CPU draws/loop
@@ -131,7 +132,7 @@ def _draws(seed: int, S: int, T: int, M: int, n_units: int, epochs: int,
     """
     gen = torch.Generator().manual_seed(int(seed))  # cpu: CPU draws/loop
     pick = torch.randint(S * T, (n_units,), generator=gen)  # cpu: CPU draws/loop
-    jitter = 0.01 * torch.rand(n_units, M, generator=gen, dtype=dtype) / M**0.5  # cpu
+    jitter = 0.01 * torch.rand(n_units, M, generator=gen, dtype=dtype) / M**0.5  # cpu: CPU draws
     t, played = torch.arange(T), []  # cpu: CPU draws/loop
     for _ in range(epochs):
         backwards = torch.rand(S, generator=gen) < 0.5  # cpu: CPU draws/loop
@@ -291,7 +292,7 @@ def _coded(train: Videos, test: Videos, contrast: float, *, templates: str, keep
     codes = template_codes(x_train, stored, keep=keep)  # (S, P, M)
     if shuffle:
         gen = torch.Generator().manual_seed(int(seed) + 3)  # cpu: same order on every device
-        order = torch.randperm(codes.shape[0] * codes.shape[1], generator=gen)  # cpu
+        order = torch.randperm(codes.shape[0] * codes.shape[1], generator=gen)  # cpu: CPU draws
         codes = codes.flatten(0, 1)[order.to(codes.device)].view_as(codes)
     return {"train": codes, "test": _top_codes(cos, keep),
             "t_labels": t_labels, "table": table, "pooling": pooling}

@@ -77,7 +77,8 @@ def make_videos(n_objects: int, videos_per_object: int, *, n_positions: int = 8,
     n_videos = n_objects * videos_per_object
     labels = torch.arange(n_objects).repeat_interleave(videos_per_object)  # cpu: (S,)
     sweep = torch.linspace(angles[0], angles[1], n_positions, dtype=torch.float64)  # cpu: (P,)
-    jitter = angle_jitter * torch.randn(n_videos, 1, generator=gen, dtype=torch.float64)  # cpu
+    jitter = torch.randn(n_videos, 1, generator=gen, dtype=torch.float64)  # cpu: rendered on CPU
+    jitter = angle_jitter * jitter
     theta = sweep + jitter  # (S, P)
     shape = (n_videos, n_positions, size, n_positions * size)
     frames = torch.zeros(shape, dtype=torch.float64)  # cpu: rendered on the CPU
@@ -134,7 +135,7 @@ def frame_table(videos: Videos, n_label_videos: int) -> dict[str, Tensor]:
     per_object = S // (int(videos.labels.max()) + 1)
     if not 0 < n_label_videos < per_object:
         raise ValueError(f"n_label_videos must lie in (0, {per_object}), got {n_label_videos!r}")
-    rank = (torch.arange(S) % per_object)[:, None].expand(S, P).reshape(-1)  # cpu
+    rank = (torch.arange(S) % per_object)[:, None].expand(S, P).reshape(-1)  # cpu: CPU draw
     positions = videos.positions[None].expand(S, P).reshape(-1)
     labels = videos.labels[:, None].expand(S, P).reshape(-1)
     naming = rank < n_label_videos
@@ -155,13 +156,16 @@ def backgrounds(n: int, height: int, width: int, *, kind: str = "patches", n_pat
         raise ValueError(f"kind must be one of {CLUTTER_KINDS}, got {kind!r}")
     gen = torch.Generator().manual_seed(int(seed))  # cpu: rendered on the CPU
     if kind == "noise":
-        b = torch.randn(n, height, width, generator=gen, dtype=torch.float64)  # cpu
+        b = torch.randn(n, height, width, generator=gen, dtype=torch.float64)  # cpu: CPU draw
     else:
-        cy = height * torch.rand(n, n_patches, 1, 1, generator=gen, dtype=torch.float64)  # cpu
-        cx = width * torch.rand(n, n_patches, 1, 1, generator=gen, dtype=torch.float64)  # cpu
-        s = height / 6 * (0.5 + 1.5 * torch.rand(n, n_patches, 1, 1, generator=gen,  # cpu
+        cy = torch.rand(n, n_patches, 1, 1, generator=gen, dtype=torch.float64)  # cpu: CPU draw
+        cy = height * cy
+        cx = torch.rand(n, n_patches, 1, 1, generator=gen, dtype=torch.float64)  # cpu: CPU draw
+        cx = width * cx
+        s = height / 6 * (0.5 + 1.5 * torch.rand(n, n_patches, 1, 1, generator=gen,  # cpu: CPU draw
                                                   dtype=torch.float64))
-        sign = torch.randn(n, n_patches, 1, 1, generator=gen, dtype=torch.float64).sign()  # cpu
+        sign = torch.randn(n, n_patches, 1, 1, generator=gen, dtype=torch.float64)  # cpu: CPU draw
+        sign = sign.sign()
         yy = torch.arange(height, dtype=torch.float64)[:, None]  # cpu: rendered on the CPU
         xx = torch.arange(width, dtype=torch.float64)[None, :]  # cpu: rendered on the CPU
         b = (sign * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s**2))).sum(1)

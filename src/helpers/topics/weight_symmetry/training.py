@@ -166,10 +166,12 @@ class BatchedFeedbackMLP:
             signs = torch.where(random, stack("r", l).flatten(1), torch.where(agree, 1.0, -1.0))
             self.masks.append(signs.reshape(self.weights[l].shape).to(device, dtype))
         hidden, m = widths[1:-1], len(self.bn_idx)  # batch-norm state for bn models only
-        like = dict(dtype=dtype, device=device)
-        self.gammas = [torch.ones(m, 1, h, **like).requires_grad_() for h in hidden]
-        self.betas = [torch.zeros(m, 1, h, **like).requires_grad_() for h in hidden]
-        self.running = [[torch.zeros(m, 1, h, **like), torch.ones(m, 1, h, **like)]
+        self.gammas = [torch.ones(m, 1, h, dtype=dtype, device=device).requires_grad_()
+                       for h in hidden]
+        self.betas = [torch.zeros(m, 1, h, dtype=dtype, device=device).requires_grad_()
+                      for h in hidden]
+        self.running = [[torch.zeros(m, 1, h, dtype=dtype, device=device),
+                          torch.ones(m, 1, h, dtype=dtype, device=device)]
                         for h in hidden]
         order = sorted(range(len(variants)), key=lambda i: variants[i].feedback)
         self.inverse = torch.tensor(order, device=device).argsort()
@@ -185,8 +187,10 @@ class BatchedFeedbackMLP:
         out: dict[str, list[torch.Tensor]] = {k: [] for k in ("w", "b", "m", "keys", "r")}
         for a, b in zip(self.widths[:-1], self.widths[1:], strict=True):
             bound = 1 / math.sqrt(a)  # nn.Linear's default initialisation
-            out["w"].append(((torch.rand(b, a, generator=gen) * 2 - 1) * bound).to(dtype))  # cpu
-            out["b"].append(((torch.rand(b, generator=gen) * 2 - 1) * bound).to(dtype))  # cpu
+            w = torch.rand(b, a, generator=gen)  # cpu: moved in __init__
+            out["w"].append(((w * 2 - 1) * bound).to(dtype))
+            bias = torch.rand(b, generator=gen)  # cpu: moved in __init__
+            out["b"].append(((bias * 2 - 1) * bound).to(dtype))
             out["m"].append(random_magnitudes((b, a), generator=gen, dtype=dtype))
             out["keys"].append(torch.rand(b * a, generator=gen))  # cpu: moved in __init__
             out["r"].append(concordance_mask((b, a), 0.5, generator=gen, dtype=dtype))
