@@ -95,7 +95,7 @@ def test_capacity_formula():
     (lambda: cp.arrangement_regions(np.zeros((21, 2))), "vectors"),
 ])
 def test_bad_input(call, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         call()
 
 
@@ -106,3 +106,26 @@ def test_smoke_chapter_cover_experiment():
     frac = cp.lp_separable(x, rng.choice([-1, 1], (K, m))).mean()
     p = cp.cover_count(m, d) / 2**m
     assert abs(frac - p) < 4 * math.sqrt(p * (1 - p) / K)
+
+
+def test_count_functions_tiny_architectures():
+    # one gate: the threshold functions; two hidden gates on two inputs: all 16 (XOR included)
+    assert cp.count_functions([2, 1]) == 14 and cp.count_functions([3, 1]) == 104
+    assert cp.count_functions([2, 2, 1]) == 16
+    # a chain of single gates adds nothing beyond negation and constants
+    assert cp.count_functions([3, 1, 1, 1]) == cp.count_functions([3, 1]) == 104
+    # A(3, 2, 1) misses exactly parity and its negation
+    assert cp.count_functions([3, 2, 1]) == 254
+    with pytest.raises(ValueError, match="widths"):
+        cp.count_functions([3, 2, 2])
+    with pytest.raises(ValueError, match="widths"):
+        cp.count_functions([3])
+
+
+def test_cover_upper_bound_is_the_gate_by_gate_sum():
+    # A(2, 1): one gate on 4 points in R^3 (homogeneous): C(4, 3) = 14 = T(2), tight
+    assert cp.cover_upper_bound([2, 1]) == pytest.approx(math.log2(14))
+    expected = 2 * math.log2(cp.cover_count(8, 4)) + math.log2(cp.cover_count(4, 3))
+    assert cp.cover_upper_bound([3, 2, 1]) == pytest.approx(expected)
+    for widths in ([2, 2, 1], [3, 2, 1], [3, 1, 1, 1], [2, 1, 2, 1]):
+        assert math.log2(cp.count_functions(widths)) <= cp.cover_upper_bound(widths)

@@ -11,6 +11,9 @@
   a labeling is separable iff its block's optimum is 0.
 * :func:`cover_count` is Cover's (1965) function-counting theorem: m points in general position
   in R^d have C(m, d) = 2 Σ_{k<d} binom(m−1, k) homogeneously separable labelings.
+* :func:`count_functions` counts exactly the Boolean functions {0,1}^n → {0,1} that a tiny
+  layered threshold architecture A(n, n_2, …, n_{L−1}, 1) computes, layer by layer;
+  :func:`cover_upper_bound` is the upper bound that Cover's count gives gate by gate.
 * :func:`capacity_formula` is Baldi & Vershynin's (2019) capacity of a layered threshold
   architecture, C(n_1, …, n_L) ≍ Σ_{k=1}^{L−1} min(n_1, …, n_k) n_k n_{k+1} (up to constants).
 
@@ -27,10 +30,11 @@ import numpy as np
 import scipy.sparse as sps
 from scipy.optimize import linprog
 
+from helpers.core.validation import check_int, check_ints
+
 
 def _check_n(n: int, top: int = 6) -> None:
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 1 <= n <= top:
-        raise ValueError(f"n must be an integer in [1, {top}], got {n!r}")
+    check_int("n", n, low=1, high=top)
 
 
 def cube(n: int) -> np.ndarray:
@@ -49,8 +53,7 @@ def threshold_functions(n: int, max_weight: int) -> np.ndarray:
         Sorted unique truth tables, uint64 array.
     """
     _check_n(n)
-    if isinstance(max_weight, bool) or not isinstance(max_weight, int) or max_weight < 0:
-        raise ValueError(f"max_weight must be a non-negative integer, got {max_weight!r}")
+    check_int("max_weight", max_weight, low=0)
     weights = np.array(list(itertools.product(range(-max_weight, max_weight + 1), repeat=n)))
     sums = weights @ cube(n).T  # (M, 2^n) integer values of w·x
     bits = np.uint64(1) << np.arange(2**n, dtype=np.uint64)
@@ -146,9 +149,7 @@ def cover_count(m: int, d: int) -> int:
     Exact for points in general position (every d of them linearly independent), homogeneous
     separators w·x; an upper bound for any other m points.
     """
-    for name, v in (("m", m), ("d", d)):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    m, d = check_int("m", m, low=1), check_int("d", d, low=1)
     return 2 * sum(math.comb(m - 1, k) for k in range(d))
 
 
@@ -159,9 +160,62 @@ def capacity_formula(widths: Sequence[int]) -> int:
     Boolean functions the threshold architecture computes) equals this up to absolute constant
     factors (Baldi & Vershynin 2019); for one layer C(n, m) = n² m (1 + o(1)).
     """
-    widths = list(widths)
-    if len(widths) < 2 or any(isinstance(w, bool) or not isinstance(w, int | np.integer)
-                              or w < 1 for w in widths):
-        raise ValueError(f"widths must be ≥ 2 positive integers, got {widths}")
+    widths = _check_widths(widths)
     return int(sum(min(widths[:k + 1]) * widths[k] * widths[k + 1]
                    for k in range(len(widths) - 1)))
+
+
+def _check_widths(widths: Sequence[int]) -> list[int]:
+    widths = check_ints("widths", list(widths) if isinstance(widths, tuple) else widths, low=1)
+    if len(widths) < 2:
+        raise ValueError(f"widths must hold at least 2 layer sizes, got {widths}")
+    return widths
+
+
+def count_functions(widths: Sequence[int]) -> int:
+    """Exact number of Boolean functions {0,1}^n → {0,1} computed by A(n, n_2, …, 1).
+
+    Every gate computes a threshold function of the layer below; a layer's map on the 2^n
+    inputs is an array of codes (bit j = gate j's output). Layer by layer, every multiset of
+    threshold functions of the previous width (gates are interchangeable, so multisets
+    suffice) is applied to every distinct map so far, and duplicates are dropped. Enumeration,
+    so only for tiny architectures (n ≤ 4, widths ≤ 3; CPU work).
+    """
+    widths = _check_widths(widths)
+    if widths[-1] != 1 or widths[0] > 4 or max(widths[1:]) > 3:
+        raise ValueError(f"widths must be (n ≤ 4, hidden widths ≤ 3, …, 1), got {widths}")
+    maps = np.arange(2 ** widths[0])[None, :]  # (1, 2^n): the identity map, codes of inputs
+    for prev, width in zip(widths[:-1], widths[1:], strict=True):
+        gates = truth_table_matrix(_all_threshold_functions(prev), prev)  # (T, 2^prev)
+        combos = np.array(list(itertools.combinations_with_replacement(range(len(gates)),
+                                                                       width)))  # (M, width)
+        # Each gate's output on every old map, (T, maps, 2^n); a new map packs `width` of them
+        # into one code per input, and the whole map into one integer key (≤ 2^n · 3 bits).
+        out = gates[:, maps].astype(np.int64)  # (T, maps, 2^n)
+        weights = np.int64(1) << (width * np.arange(maps.shape[1], dtype=np.int64))
+        keys = set()
+        for chunk in np.array_split(combos, max(1, len(combos) * len(maps) // 2_000_000)):
+            code = sum(out[chunk[:, j]] << j for j in range(width))  # (c, maps, 2^n)
+            keys.update(np.unique(code @ weights).tolist())
+        keys = np.array(sorted(keys), dtype=np.int64)
+        maps = (keys[:, None] >> (width * np.arange(maps.shape[1]))) & ((1 << width) - 1)
+    return len(maps)
+
+
+def _all_threshold_functions(n: int) -> np.ndarray:
+    """Every threshold function of n ≤ 4 variables (integer weights up to 3 suffice)."""
+    return threshold_functions(n, {1: 1, 2: 1, 3: 2, 4: 3}[check_int("n", n, low=1, high=4)])
+
+
+def cover_upper_bound(widths: Sequence[int]) -> float:
+    """log2 of the bound Σ_k n_{k+1} log2 C(m_k, n_k + 1) on the functions of A(n_1, …, n_L).
+
+    Gate by gate, as in the upper half of Baldi & Vershynin's theorem: a gate of layer k + 1
+    sees at most m_k = 2^{min(n_1, …, n_k)} distinct input patterns (a layer of n_j gates has at
+    most 2^{n_j} output patterns), points in R^{n_k} with a threshold, i.e. homogeneous in
+    R^{n_k + 1}, so by Cover's count it computes at most C(m_k, n_k + 1) functions of them.
+    """
+    widths = _check_widths(widths)
+    return float(sum(widths[k + 1] * math.log2(cover_count(2 ** min(widths[:k + 1]),
+                                                           widths[k] + 1))
+                     for k in range(len(widths) - 1)))
