@@ -114,7 +114,7 @@ def test_boundary_distance_is_the_largest_ball_inside_the_region():
     (lambda: lr.max_regions_on_line([]), "hidden_widths"),
 ])
 def test_bad_input(call, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         call()
 
 

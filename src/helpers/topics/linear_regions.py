@@ -24,18 +24,16 @@ from collections.abc import Sequence
 
 import torch
 
-from helpers.core.validation import check_int, check_real
+from helpers.core.validation import check_int, check_ints, check_real
 
 Network = tuple[list[torch.Tensor], list[torch.Tensor]]
 
 
 def _check_widths(widths: Sequence[int]) -> list[int]:
-    widths = list(widths)
+    widths = check_ints("widths", list(widths), low=1)
     if len(widths) < 3:
         raise ValueError(f"widths needs an input, at least one hidden and an output size, "
                          f"got {widths}")
-    if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
-        raise ValueError(f"widths must be positive integers, got {widths}")
     return widths
 
 
@@ -163,8 +161,7 @@ def count_regions_on_grid(weights: Sequence[torch.Tensor], biases: Sequence[torc
     """
     B = _check_network(weights, biases)
     _check_segment(a, b, B, weights[0].shape[2])
-    if isinstance(n_grid, bool) or not isinstance(n_grid, int) or n_grid < 2:
-        raise ValueError(f"n_grid must be an integer ≥ 2, got {n_grid!r}")
+    n_grid = check_int("n_grid", n_grid, low=2)
     t = torch.linspace(0, 1, n_grid, dtype=a.dtype, device=a.device).expand(B, n_grid)
     pattern = torch.cat([z > 0 for z in pre_activations(weights, biases,
                                                         _segment_points(a, b, t))], dim=2)
@@ -209,10 +206,7 @@ def max_regions_on_line(hidden_widths: Sequence[int]) -> int:
     (one per neuron per piece), so the count grows at most by the factor n + 1 per layer:
     exponential in depth at fixed width.
     """
-    widths = list(hidden_widths)
-    if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1
-                         for w in widths):
-        raise ValueError(f"hidden_widths must be positive integers, got {widths}")
+    widths = check_ints("hidden_widths", list(hidden_widths), low=1)
     return math.prod(w + 1 for w in widths)
 
 
