@@ -73,3 +73,12 @@ def test_track_training_records_every_checkpoint_and_learns():
     assert hist[-1, 7] >= hist[0, 7]
     with pytest.raises(ValueError, match="every"):
         track_training(net, x, y, steps=5, every=0)
+
+
+def test_coarse_bins_of_collapsed_classes_give_log_k_away_from_edges():
+    # K classes collapsed to within 1e-3 of means that sit mid-cell: exactly K occupied cells
+    means, off, lab = clustered_centres(4, 32, 10, seed=3)
+    width = 2.0
+    mid = (torch.floor(means / width) + 0.5) * width  # each mean moved to its cell's centre
+    x = mid[lab] + 1e-3 * off
+    assert binned_entropy(x, width) == pytest.approx(np.log(4))
