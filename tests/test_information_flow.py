@@ -82,3 +82,17 @@ def test_coarse_bins_of_collapsed_classes_give_log_k_away_from_edges():
     mid = (torch.floor(means / width) + 0.5) * width  # each mean moved to its cell's centre
     x = mid[lab] + 1e-3 * off
     assert binned_entropy(x, width) == pytest.approx(np.log(4))
+
+
+def test_track_training_appends_shuffled_silhouettes():
+    gen = torch.Generator().manual_seed(0)  # cpu: test data
+    x = torch.randn(30, 4, generator=gen, dtype=torch.float64)
+    y = torch.arange(30) % 3
+    plain = track_training(NoisyTanhNet([4, 5, 5, 3], beta=0.1, seed=0), x, y, steps=3,
+                           every=3, n_noise=2)
+    more = track_training(NoisyTanhNet([4, 5, 5, 3], beta=0.1, seed=0), x, y, steps=3,
+                          every=3, n_noise=2, shuffle_seed=1)
+    assert more.shape == (plain.shape[0], plain.shape[1] + 2)
+    # at step 0 (before any noisy training step) the shared columns agree
+    assert np.allclose(more[0, :plain.shape[1]], plain[0])
+    assert not np.allclose(more[0, -2:], plain[0, 5:7])

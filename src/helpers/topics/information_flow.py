@@ -140,7 +140,8 @@ class NoisyTanhNet(torch.nn.Module):
 
 
 def track_training(net: NoisyTanhNet, x: torch.Tensor, y: torch.Tensor, *, steps: int,
-                   every: int, lr: float = 0.02, n_noise: int = 32) -> np.ndarray:
+                   every: int, lr: float = 0.02, n_noise: int = 32,
+                   shuffle_seed: int | None = None) -> np.ndarray:
     """Train ``net`` with Adam on cross-entropy (noise on) and record the layers over training.
 
     Every ``every`` steps (and at step 0 and ``steps``) it records, per hidden layer ℓ,
@@ -149,11 +150,15 @@ def track_training(net: NoisyTanhNet, x: torch.Tensor, y: torch.Tensor, *, steps
     ``y`` (scikit-learn), plus the training accuracy. Returns an array (checkpoints, 2 + 3L):
     ``[step, I_1..I_L, stderr_1..stderr_L, silhouette_1..silhouette_L, accuracy]``. The
     noise draws of checkpoint ``k`` use seed ``k`` (goldfeld2019estimating's experiment at toy
-    scale; chapter "Information flow in noisy networks").
+    scale; chapter "Information flow in noisy networks"). With ``shuffle_seed`` it appends L
+    more columns: the silhouette of each layer with the labels permuted once (a fixed random
+    permutation from that seed), a clustering measure blind to the classes.
     """
     steps, every = check_int("steps", steps, low=1), check_int("every", every, low=1)
     opt = torch.optim.Adam(net.parameters(), lr=check_positive("lr", lr))
     labels = y.cpu().numpy()
+    shuffled = (None if shuffle_seed is None
+                else np.random.default_rng(shuffle_seed).permutation(labels))
     history = []
     for step in range(steps + 1):
         if step % every == 0 or step == steps:
@@ -162,7 +167,9 @@ def track_training(net: NoisyTanhNet, x: torch.Tensor, y: torch.Tensor, *, steps
             est = [mixture_mi(h, net.beta, n_noise=n_noise, seed=len(history)) for h in hidden]
             history.append([step] + [e.value for e in est] + [e.stderr for e in est]
                            + [silhouette_score(h.cpu().numpy(), labels) for h in hidden]
-                           + [(out.argmax(1) == y).double().mean().item()])
+                           + [(out.argmax(1) == y).double().mean().item()]
+                           + ([] if shuffled is None else
+                              [silhouette_score(h.cpu().numpy(), shuffled) for h in hidden]))
         if step < steps:
             loss = torch.nn.functional.cross_entropy(net(x)[0], y)
             opt.zero_grad()
