@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from helpers.topics.implicit_bias.least_squares import early_stopping_ridge_gap
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers.topics import implicit_bias as ib
+from helpers.topics.implicit_bias.least_squares import early_stopping_ridge_gap
 
 
 def problem(n=6, d=15, seed=0):

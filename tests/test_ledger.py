@@ -12,7 +12,8 @@ from helpers.core.ledger import claims_dir, format_table, main
 
 def test_passing_claim_is_recorded(capsys):
     start_chapter("unit-ledger", quiet=True)
-    rec = check_claim("x is small", torch.tensor(1e-9), "<", 1e-6, kind="sanity", paper="key2020", note="a tolerance")
+    rec = check_claim("x is small", torch.tensor(1e-9), "<", 1e-6, kind="sanity",
+                      paper="key2020", note="a tolerance")
     assert rec.passed and rec.chapter == "unit-ledger" and rec.measured == pytest.approx(1e-9)
     out = capsys.readouterr().out
     assert "PASS" in out and "1e-09" in out and "1e-06" in out and "key2020" in out
@@ -25,7 +26,8 @@ def test_passing_claim_is_recorded(capsys):
 def test_failing_claim_raises_listing_quantities_and_is_recorded():
     start_chapter("unit-ledger", quiet=True)
     with pytest.raises(AssertionError) as err:
-        check_claim("ratio is large", np.float64(2.5), ">=", 3, kind="sanity", paper="key2020", note="a tolerance")
+        check_claim("ratio is large", np.float64(2.5), ">=", 3, kind="sanity",
+                      paper="key2020", note="a tolerance")
     msg = str(err.value)
     for part in ("ratio is large", "2.5", ">=", "3", "key2020", "unit-ledger"):
         assert part in msg
@@ -48,10 +50,13 @@ def test_operators(measured, op, threshold, expected):
 
 def test_close_uses_both_tolerances():
     start_chapter("unit-close", quiet=True)
-    assert check_claim("c", 1.04, "close", 1.0, kind="sanity", paper="k", note="n", rtol=0.05).passed
-    assert check_claim("c", 0.001, "close", 0.0, kind="sanity", paper="k", note="n", atol=0.01).passed
+    assert check_claim("c", 1.04, "close", 1.0, kind="sanity", paper="k",
+                        note="n", rtol=0.05).passed
+    assert check_claim("c", 0.001, "close", 0.0, kind="sanity", paper="k",
+                        note="n", atol=0.01).passed
     with pytest.raises(AssertionError):
-        check_claim("c", 1.06, "close", 1.0, kind="sanity", paper="k", note="n", rtol=0.05)
+        check_claim("c", 1.06, "close", 1.0, kind="sanity", paper="k",
+                        note="n", rtol=0.05)
     with pytest.raises(ValueError, match="rtol or atol"):
         check_claim("c", 1.0, "close", 1.0, kind="sanity", paper="k", note="n")
 
@@ -65,7 +70,8 @@ def test_close_uses_both_tolerances():
     (dict(control=[("x", 3.0)]), TypeError), (dict(kind="paper"), ValueError),
 ])
 def test_bad_input(kwargs, error):
-    args = dict(claim="c", measured=1.0, op="<", threshold=2.0, kind="sanity", paper="k", note="n") | kwargs
+    args = dict(claim="c", measured=1.0, op="<", threshold=2.0, kind="sanity", paper="k",
+                note="n") | kwargs
     with pytest.raises(error):
         check_claim(args.pop("claim"), args.pop("measured"), args.pop("op"),
                     args.pop("threshold"), **args)

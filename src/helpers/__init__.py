@@ -46,7 +46,8 @@ from helpers.engine.training import fit_lbfgs, fit_to_zero_loss, log_steps, trai
 __all__ = [
     # core
     "KINDS", "PALETTE", "BookConfig", "ClaimRecord", "check_claim", "configure_threads",
-    "get_config", "label", "load_ledger", "make_generator", "one_cpu_thread", "progress", "reference_line",
+    "get_config", "label", "load_ledger", "make_generator", "one_cpu_thread", "progress",
+    "reference_line",
     "seed_everything", "spectrum_plot", "start_chapter", "subplots", "use_book_style",
     # engine
     "MLP", "BatchedMLP", "DeepLinear", "Heads", "Split", "batched_accuracy", "bundled",
