@@ -33,11 +33,18 @@ def violations(source: str) -> list[str]:
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                 and node.func.attr == "to" and isinstance(node.func.value, ast.Call)):
             moved.add(id(node.func.value))
+    placing = {  # f64 = {"dtype": ..., "device": cfg.device}: torch.randn(..., **f64) is placed
+        t.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Dict)
+        and any(isinstance(k, ast.Constant) and k.value == "device" for k in node.value.keys)
+        for t in node.targets if isinstance(t, ast.Name)}
     found = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call) or not (name := _is_factory(node)):
             continue
-        if any(k.arg == "device" for k in node.keywords) or id(node) in moved:
+        if any(k.arg == "device" or (k.arg is None and isinstance(k.value, ast.Name)
+                                      and k.value.id in placing) for k in node.keywords) \
+                or id(node) in moved:
             continue
         span = lines[node.lineno - 1:(node.end_lineno or node.lineno)]
         if any(re.search(r"#\s*cpu:\s*\S", line) for line in span):
@@ -77,5 +84,10 @@ def test_the_scan_finds_unplaced_factories():
             "c = torch.randn(2).to(d)\n"
             "g = torch.Generator()  # cpu: draws identical on every device\n"
             "e = torch.eye(\n  4)\n"
-            "f = torch.zeros_like(b)\n")
-    assert violations(code) == ["line 1: torch.zeros(...)", "line 5: torch.eye(...)"]
+            "f = torch.zeros_like(b)\n"
+            "kw = {'dtype': t, 'device': d}\n"
+            "h = torch.randn(2, **kw)\n"
+            "other = {'dtype': t}\n"
+            "i = torch.randn(2, **other)\n")
+    assert violations(code) == ["line 1: torch.zeros(...)", "line 5: torch.eye(...)",
+                                "line 11: torch.randn(...)"]

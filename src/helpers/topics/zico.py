@@ -60,7 +60,8 @@ def _batches(n: int, batch_size: int, n_batches: int, seed: int,
     check_int("batch_size", batch_size, low=1, high=n)
     check_int("n_batches", n_batches, low=2)
     gen = torch.Generator().manual_seed(seed)  # cpu: the same batches on every device
-    return [torch.randperm(n, generator=gen)[:batch_size].to(device) for _ in range(n_batches)]
+    return [torch.randperm(n, generator=gen)[:batch_size].to(device)  # cpu: drawn with gen
+            for _ in range(n_batches)]
 
 
 def zico_batched(model: BatchedMLP | BatchedCNN, x: Tensor, y: Tensor, *, batch_size: int = 64,
