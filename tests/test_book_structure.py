@@ -8,6 +8,8 @@ import jupytext
 import pytest
 import yaml
 
+from helpers.colab import install_cell
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
@@ -47,10 +49,10 @@ def test_pair_in_sync(md):
 def test_chapter_shape(chapter):
     nb = jupytext.read(ROOT / f"{chapter}.md")
     cells = code_cells(nb)
-    url = CONFIG["repository"]["url"]
+    repository = CONFIG["repository"]
     colab = cells[0]
-    assert "google.colab" in colab.source and f"git+{url}" in colab.source, \
-        "first code cell must install the package in Colab from the repository URL"
+    assert colab.source == install_cell(repository["url"], repository["branch"]), \
+        "first code cell must be helpers.colab.install_cell of _config.yml's repository"
     assert "remove-cell" in colab.metadata.get("tags", [])
     name = Path(chapter).name.replace("_", "-")
     assert f'start_chapter("{name}")' in cells[1].source, \
