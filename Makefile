@@ -46,6 +46,9 @@ env: check-env $(STAMP) $(MATHJAX)
 book: env
 	@$(PY) -m helpers.build_cache _build _build/claims
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	@# The package's wheel into _build/html/wheel/ (pip wheel, no network) and the notebooks
+	@# the pages offer for download pinned to this commit (helpers/colab.py says why).
+	$(PY) -m helpers.colab _build/html
 	@$(PY) -m helpers.claims --dir _build/claims > /dev/null || \
 		(echo "some claims failed: run $(PY) -m helpers.claims"; exit 1)
 	@echo "book: _build/html/index.html"
