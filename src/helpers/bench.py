@@ -3,8 +3,8 @@
 One run measures and prints:
 
 * ``batched_speedup``: wall time of K = 32 small MLPs (digits, two hidden layers of 64,
-  200 full-batch steps) trained one by one with :func:`helpers.train_one`, over the
-  same 32 models trained at once with :func:`helpers.train_batched`;
+  200 full-batch steps) trained one by one with :func:`helpers.engine.batched.train_one`, over the
+  same 32 models trained at once with :func:`helpers.engine.batched.train_batched`;
   the same loop on one thread (often faster for tiny steps) gives ``batched_speedup_vs_best``,
   and ``speedup_ceiling`` bounds what any engine doing the same FLOPs could reach;
 * ``batched_flops_fraction``: FLOP/s achieved by the batched engine over the FLOP/s of a large

@@ -1,7 +1,8 @@
 """What a PyTorch user would write instead of the batched engine: its peers in the benchmark.
 
 Both train K MLPs of the same widths, each with plain gradient descent on its own mean
-cross-entropy, W ← W − η ∇L_k(W), exactly the update of :func:`helpers.train_batched`:
+cross-entropy, W ← W − η ∇L_k(W), exactly the update of
+:func:`helpers.engine.batched.train_batched`:
 
 * :func:`train_torch_func`: PyTorch's model-ensembling recipe, the K modules' parameters
   stacked by ``torch.func.stack_module_state`` and per-model gradients from

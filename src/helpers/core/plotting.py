@@ -1,7 +1,8 @@
 """One figure style for the whole book, and small plotting helpers every chapter shares.
 
 Introduced in the chapter "Implicit bias of gradient descent". Chapters call
-:func:`use_book_style` once (through :func:`helpers.start_chapter`) and build figures with
+:func:`use_book_style` once (through :func:`helpers.core.chapter.start_chapter`) and build
+figures with
 :func:`subplots`, so every figure has the same size, fonts, grid and colours.
 """
 

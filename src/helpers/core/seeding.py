@@ -1,7 +1,7 @@
 """Random seeds and CPU threads, set in one call.
 
 Introduced in the chapter "Implicit bias of gradient descent"; used by every chapter through
-:func:`helpers.start_chapter`. Helpers never reseed globally: they take ``seed=`` or
+:func:`helpers.core.chapter.start_chapter`. Helpers never reseed globally: they take ``seed=`` or
 ``generator=`` and build their own ``torch.Generator``.
 """
 

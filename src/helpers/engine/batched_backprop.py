@@ -10,7 +10,7 @@ per-sample weight ``w_i`` (1/n for a full batch, 0 on padding),
 with φ′ read off the stored output: 1[H > 0] for ReLU, 1 − H² for tanh. Written out, the pass
 runs a fixed handful of batched products and in-place elementwise kernels, with no graph
 recorded and no generic backward kernels; autograd remains the reference it is tested against
-(through :func:`helpers.train_one`) and the path for any other activation.
+(through :func:`helpers.engine.batched.train_one`) and the path for any other activation.
 
 The sample axis is padded to a multiple of 16 columns (64 bytes) when that adds at most an
 eighth of the work: with n = 1 258 digits the rows of every (width × n) matrix then start on a
@@ -56,7 +56,7 @@ def supported(activation: Callable) -> bool:
 
 
 def padded_columns(n: int) -> int:
-    """n rounded up to a multiple of :data:`ALIGN`, when that adds at most n/8 columns."""
+    """n rounded up to a multiple of ``ALIGN``, when that adds at most n/8 columns."""
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     m = -(-n // ALIGN) * ALIGN

@@ -249,7 +249,8 @@ def random_network_gram(z0: torch.Tensor, depth: int, sigma_w: float, sigma_b: f
 
 
 def mean_field_init_(model, sigma_ws, sigma_b: float, *, seed: int = 0):
-    """Re-initialise a :class:`helpers.BatchedMLP` in place: model k gets weight scale σ_w[k].
+    """Re-initialise a :class:`helpers.engine.batched.BatchedMLP` in place: model k gets weight
+    scale σ_w[k].
 
     Hidden layers get W ~ N(0, σ_w[k]²/fan-in) and b ~ N(0, σ_b²), the initialisation the
     mean-field maps describe; the read-out gets W ~ N(0, 1/fan-in) and b = 0. Returns the model.

@@ -13,7 +13,8 @@ errors in the nuisances do not bias τ̂, and with cross-fitting (nuisances fitt
 evaluated on the other) the product of the nuisance rates only needs to be o(n^{-1/2}).
 
 All R Monte Carlo replications × 2 folds are fitted at once with the batched engine
-(:class:`helpers.BatchedMLP`, one model per replication and fold). Introduced in the chapter
+(:class:`helpers.engine.batched.BatchedMLP`, one model per replication and fold). Introduced in
+the chapter
 "Deep networks for semiparametric inference".
 """
 

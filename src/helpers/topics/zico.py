@@ -126,8 +126,8 @@ class BatchedCNN(nn.Module):
     shared input and every later layer a grouped convolution (``groups=K``, group k only sees
     model k's channels). The read-out is a batched product. Model k is initialised exactly as
     ``SmallCNN(channels, depth, seed=seeds[k])``; the interface (``weights``, ``biases``,
-    ``n_models``, outputs (K, n, C)) is that of :class:`helpers.BatchedMLP`. Introduced in the
-    chapter "Zero-shot architecture search: ZiCo".
+    ``n_models``, outputs (K, n, C)) is that of :class:`helpers.engine.batched.BatchedMLP`.
+    Introduced in the chapter "Zero-shot architecture search: ZiCo".
     """
 
     def __init__(self, channels: int, depth: int, seeds: Sequence[int], *,
@@ -216,8 +216,8 @@ def search_space(x: Tensor, y: Tensor, x_test: Tensor, y_test: Tensor, *,
     """Score every architecture with ZiCo at initialisation, then train it with SGD.
 
     The ``n_seeds`` models of one architecture are trained at once by
-    :func:`helpers.train_batched` (a :class:`BatchedCNN` is a stacked model like
-    :class:`helpers.BatchedMLP`), the same update for both. Every
+    :func:`helpers.engine.batched.train_batched` (a :class:`BatchedCNN` is a stacked model like
+    :class:`helpers.engine.batched.BatchedMLP`), the same update for both. Every
     network sees the same mini-batches, learning rate and numbers of steps (``budgets``,
     increasing), and accuracy is recorded after each budget. With ``he_init`` the weights are
     rescaled from PyTorch's default uniform initialisation (variance 1/(3 fan_in)) to He's

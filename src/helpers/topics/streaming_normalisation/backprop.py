@@ -1,7 +1,8 @@
 """Streaming normalisation's training step with its gradients written out by hand.
 
 R feedforward runs train side by side in
-:func:`helpers.topics.streaming_normalisation.train_online`, activations (R, B, width);
+:func:`helpers.topics.streaming_normalisation.normalization.train_online`, activations
+(R, B, width);
 each hidden layer computes h = relu(γ · u + β) with u = N(z) the normalisation of
 :mod:`helpers.topics.streaming_normalisation.normalization` and s = σ_p its scale. The
 backward pass through N is

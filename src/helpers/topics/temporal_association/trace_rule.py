@@ -265,7 +265,7 @@ class TraceResult:
 EXPERIMENT_DEFAULTS: dict[str, Any] = {"templates": "whole", "delta": 0.2, "keep": 6,
                                        "n_units": 10, "epochs": 15, "kind": "patches",
                                        "shuffle": False, "margin": 0.25}
-#: Template layers: training frames ("whole"), the bare objects under an oracle mask
+#: The template layers, training frames ("whole"), the bare objects under an oracle mask
 #: ("object"), or the training frames cut to the object's square ("box").
 TEMPLATES = ("whole", "object", "box")
 

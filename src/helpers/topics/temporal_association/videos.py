@@ -1,7 +1,7 @@
 """Synthetic "videos": a 3-D head translating across a strip while it rotates in depth.
 
 A video of object k is a sequence of P frames. In frame p the head is rendered (with
-:func:`helpers.render_heads`) at the view angle
+:func:`helpers.engine.heads.render_heads`) at the view angle
 
     θ_p = θ_0 + (p / (P − 1)) (θ_1 − θ_0) + ε,   ε ~ N(0, angle_jitter²) per video,
 
@@ -62,7 +62,7 @@ def make_videos(n_objects: int, videos_per_object: int, *, n_positions: int = 8,
                 seed: int) -> Videos:
     """``videos_per_object`` videos of each of ``n_objects`` heads (see the module docstring).
 
-    ``head_jitter`` is how far the heads differ (see :func:`helpers.random_heads`);
+    ``head_jitter`` is how far the heads differ (see :func:`helpers.engine.heads.random_heads`);
     ``object_seed`` fixes the heads (share it between training and test videos); ``seed`` the
     per-video angle jitter. Returns :class:`Videos` with S = n_objects · videos_per_object.
     """

@@ -35,7 +35,7 @@ from helpers.topics.weight_symmetry.feedback import (
 )
 
 RULES = ("sgd", "bn", "bm")
-#: Step sizes per rule: the best for backprop on digits (3 × 32 hidden units, 300 steps) in a
+#: The step size of each rule, the best for backprop on digits (3 × 32 hidden units, 300 steps) in a
 #: sweep over {0.05, 0.1, 0.2, 0.5} (SGD) and {0.001, 0.003, 0.01} (Batch Manhattan); batch
 #: norm trains backprop equally well over 0.05–0.5 and takes the smallest.
 DEFAULT_LR = {"sgd": 0.2, "bn": 0.05, "bm": 0.003}
