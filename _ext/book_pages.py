@@ -25,6 +25,7 @@ from pathlib import Path
 
 from docutils import nodes
 from docutils.parsers.rst import directives
+from sphinx import addnodes
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
@@ -380,12 +381,27 @@ def _row(cells: list[str]) -> nodes.row:
     return row
 
 
+def _placeholders(node: nodes.Element, docname: str) -> list[tuple]:
+    """(parent, placeholder, page it comes from) for every placeholder under ``node``. The
+    LaTeX builder resolves the whole book as one doctree under the root page's name, each page
+    wrapped in a ``start_of_file`` node; it moves pages in without resetting their parents, so
+    the walk goes down from the root rather than up from a placeholder."""
+    found = []
+    for child in node.children:
+        if isinstance(child, _placeholder):
+            found.append((node, child, docname))
+        elif isinstance(child, nodes.Element):
+            page = child["docname"] if isinstance(child, addnodes.start_of_file) else docname
+            found.extend(_placeholders(child, page))
+    return found
+
+
 def _fill(app, doctree, docname):
-    for node in list(doctree.findall(_placeholder)):
+    for parent, node, page in _placeholders(doctree, docname):
         kind = node["kind"]
-        new = (_header(app, docname, node) if kind == "header" else
-               _status(app, docname) if kind == "status" else _ledger(app, docname))
-        node.replace_self(new)
+        new = (_header(app, page, node) if kind == "header" else
+               _status(app, page) if kind == "status" else _ledger(app, page))
+        parent.replace(node, new)
     _link_helper_literals(app, doctree, docname)
     _widget_fallbacks(doctree)
 
@@ -440,6 +456,9 @@ def _always_outdated(app, env, added, changed, removed):
 
 
 def setup(app):
+    from helpers.kernel_polling import poll_kernel_in_slices
+
+    poll_kernel_in_slices()  # the build's kernel replies are never missed under load
     app.add_node(_placeholder)
     app.add_directive("chapter-header", ChapterHeader)
     app.add_directive("chapter-status", ChapterStatus)

@@ -56,6 +56,9 @@ def _store_in_execution_cache(nb, ipynb: Path, cache_dir: str, seconds: float) -
 
 
 def pytest_configure(config):
+    from helpers.kernel_polling import poll_kernel_in_slices
+
+    poll_kernel_in_slices()  # nbmake's kernel replies are never missed under load
     cache_dir = os.environ.get("BOOK_EXEC_CACHE")
     if not cache_dir:
         return

@@ -37,6 +37,7 @@ from helpers.core.seeding import one_cpu_thread
 from helpers.engine.batched import BatchedMLP, train_batched, train_one
 from helpers.engine.data import digits
 from helpers.engine.models import MLP
+from helpers.kernel_polling import poll_kernel_in_slices
 
 WIDTHS = [64, 64, 64, 10]
 
@@ -163,6 +164,7 @@ def _execute_here(path: Path, timeout: int) -> dict[str, float | bool]:
     import nbformat
     from nbclient import NotebookClient
 
+    poll_kernel_in_slices()
     nb = nbformat.read(str(path), 4)
     start, ok = time.perf_counter(), True
     try:

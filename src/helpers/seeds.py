@@ -40,6 +40,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from helpers.core.ledger import ClaimRecord, find_root, load_ledger
+from helpers.kernel_polling import poll_kernel_in_slices
 
 DEFAULT_START = 1000
 
@@ -101,6 +102,7 @@ def _execute(notebook: Path, timeout: int) -> int:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
+    poll_kernel_in_slices()
     nb = nbformat.read(notebook, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(notebook.parent)}})
