@@ -175,8 +175,8 @@ def svg(root: Path, href=None) -> str:
         head, _, rest = caption.partition(": ")
         out.append(f'<text x="{x + W / 2:.1f}" y="16" font-size="12" font-weight="bold" '
                    f'text-anchor="middle">{escape(head)}</text>')
-        out.append(f'<text x="{x + W / 2:.1f}" y="31" font-size="10" text-anchor="middle" '
-                   f'fill="#444">{escape(rest[:34] + ("…" if len(rest) > 34 else ""))}</text>')
+        out.append(f'<text x="{x + W / 2:.1f}" y="31" font-size="9" text-anchor="middle" '
+                   f'fill="#444">{escape(rest[:44] + ("…" if len(rest) > 44 else ""))}</text>')
     for src, dst, _, _ in edges(data):
         (sx, sy, _, _), (tx, ty, _, _) = boxes[src], boxes[dst]
         style = CODE_STYLE if (src, dst) in code else THEORY_STYLE
