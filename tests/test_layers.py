@@ -10,7 +10,7 @@ import helpers
 
 PACKAGE = Path(helpers.__file__).resolve().parent
 COMMANDS = {"helpers.claims", "helpers.seeds", "helpers.bench", "helpers.build_cache",
-            "helpers.gpu_check", "helpers.kernel_polling"}
+            "helpers.gpu_check", "helpers.kernel_polling", "helpers.pdf", "helpers.colab"}
 
 
 def module_name(path: Path) -> str:
