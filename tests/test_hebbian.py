@@ -151,3 +151,36 @@ def test_msi_rejects_angles_not_symmetric_about_zero():
         ms.mirror_symmetry_index(torch.rand(4), ANGLES)
     flat = ms.mirror_symmetry_index(torch.ones(len(ANGLES)), ANGLES)
     assert torch.isnan(flat)  # a flat curve has no defined correlation
+
+
+def test_shuffled_templates_keep_each_angle_but_mix_the_heads():
+    # X[t, v] = 10 t + v: the source template and the angle can be read off every view
+    X = torch.arange(5.0)[:, None, None] * 10 + torch.arange(4.0)[None, :, None]
+    X = X.expand(5, 4, 3).clone()
+    Xs = ms.shuffled_templates(X, seed=0)
+    assert Xs.shape == X.shape
+    assert torch.equal(Xs % 10, X % 10)  # every view keeps its angle
+    heads = (Xs[..., 0] // 10).long()  # (T, V) source template of each view
+    for v in range(4):  # each angle's views are a permutation of the templates
+        assert sorted(heads[:, v].tolist()) == list(range(5))
+    assert (heads != heads[:, :1]).any()  # not every pseudo-template is one head's orbit
+    assert torch.equal(Xs, ms.shuffled_templates(X, seed=0))
+    with pytest.raises(ValueError, match="T, V, d"):
+        ms.shuffled_templates(X[0], seed=0)
+
+
+def test_clustered_difference_is_the_standard_error_of_row_means():
+    gen = torch.Generator().manual_seed(3)
+    a = torch.rand(40, 9, generator=gen) < 0.6
+    b = torch.rand(40, 9, generator=gen) < 0.4
+    mean, se = ms.clustered_difference(a, b)
+    rows = (a.double() - b.double()).mean(1).numpy()
+    assert mean == pytest.approx(rows.mean(), rel=1e-12)
+    assert se == pytest.approx(rows.std(ddof=1) / len(rows) ** 0.5, rel=1e-12)
+    # entries of a row that are perfectly dependent: the clustered SE is √m times the naive one
+    rep = a[:, :1].expand(40, 9).double()
+    _, se_rep = ms.clustered_difference(rep, torch.zeros_like(rep))
+    naive = rep.flatten().std().item() / rep.numel() ** 0.5
+    assert se_rep == pytest.approx(naive * 9 ** 0.5, rel=0.05)
+    with pytest.raises(ValueError, match="same shape"):
+        ms.clustered_difference(a, b[:, :3])

@@ -14,7 +14,9 @@ with LT the lower triangle (diagonal included), converges to the top k eigenvect
 Leibo et al. (2017, arXiv:1606.01552) use these rules on the views of bilaterally symmetric
 heads: the view covariance commutes with the mirror reflection, so its eigenvectors are even
 or odd images and the squared responses are mirror-symmetric in the view angle, measured by
-:func:`mirror_symmetry_index`.
+:func:`mirror_symmetry_index`. For their view-tolerant top layer, :func:`shuffled_templates`
+builds the control (views that are not one head's rotations) and :func:`clustered_difference`
+the paired difference with a standard error clustered by test head.
 
 Introduced in the chapter "Hebbian learning implies mirror-symmetric tuning to head
 orientation".
@@ -243,3 +245,47 @@ def mirror_symmetry_index(responses: Tensor, angles: Tensor) -> Tensor:
     m = responses.to(torch.float64)[..., partner[keep]]
     r, m = r - r.mean(-1, keepdim=True), m - m.mean(-1, keepdim=True)
     return (r * m).sum(-1) / (r.norm(dim=-1) * m.norm(dim=-1))
+
+
+def shuffled_templates(X: Tensor, *, seed: int) -> Tensor:
+    """Pseudo-templates whose view at each angle comes from a different, random template head.
+
+    Xs[t, v] = X[π_v(t), v] with an independent random permutation π_v of the templates for
+    every view v: the same images at the same angles, but no pseudo-template is the orbit of
+    one head under rotation (the hypothesis behind the pooled top layer of Leibo et al. 2017).
+    The negative control of the view-tolerance check in the mirror-symmetry chapter.
+
+    Args:
+        X: (T, V, d) views of T templates at V angles.
+        seed: seeds the permutations.
+
+    Returns:
+        (T, V, d) shuffled views.
+    """
+    if not isinstance(X, Tensor) or X.ndim != 3:
+        raise ValueError(f"X must be a (T, V, d) tensor, got {getattr(X, 'shape', type(X))}")
+    gen = torch.Generator().manual_seed(int(seed))  # cpu: CPU draws/indices
+    perm = torch.rand(X.shape[0], X.shape[1], generator=gen).argsort(0)  # cpu: CPU draws; (T, V)
+    views = torch.arange(X.shape[1])  # cpu: CPU draws/indices
+    return X[perm.to(X.device), views.to(X.device)]
+
+
+def clustered_difference(a: Tensor, b: Tensor) -> tuple[float, float]:
+    """Mean paired difference of a − b and its standard error clustered by the first axis.
+
+    The rows (e.g. test heads) are independent but the entries of one row (the same head at
+    several views) are not, so the standard error is that of the per-row means d̄_h over the
+    H rows: SE = std(d̄_h) / √H (ddof = 1).
+
+    Args:
+        a, b: (H, m) measurements (booleans or numbers), paired entry by entry.
+
+    Returns:
+        (mean difference, clustered standard error) as floats.
+    """
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor) or a.shape != b.shape:
+        raise ValueError("a and b must be tensors of the same shape (H, m)")
+    if a.ndim != 2 or a.shape[0] < 2 or a.shape[1] < 1:
+        raise ValueError(f"a and b must be (H, m) with H >= 2 rows, got shape {tuple(a.shape)}")
+    per_row = (a.to(torch.float64) - b.to(torch.float64)).mean(1)  # (H,)
+    return per_row.mean().item(), (per_row.std() / math.sqrt(len(per_row))).item()
