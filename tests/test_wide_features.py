@@ -7,6 +7,7 @@ import torch
 from helpers.topics.wide_layers import (
     WideCNN,
     distinct_digits,
+    gauss_newton_top_eigenvalue,
     numerical_rank,
     random_labels,
     readout_fit,
@@ -132,3 +133,16 @@ def test_device_arguments_place_data():
     x, digit = distinct_digits(5, seed=0, device="cpu")
     y = random_labels(5, 3, seed=0, device="cpu")
     assert x.device.type == digit.device.type == y.device.type == "cpu"
+
+
+def test_gauss_newton_top_eigenvalue_matches_the_explicit_jacobian():
+    x, _ = distinct_digits(12, seed=1)
+    net = WideCNN(2, seed=2)
+    params = dict(net.named_parameters())
+    jac = torch.func.jacrev(lambda p: torch.func.functional_call(net, p, (x,)))(params)
+    J = torch.cat([j.reshape(12 * 10, -1) for j in jac.values()], 1)
+    oracle = torch.linalg.eigvalsh(J.T @ J / 12)[-1].item()  # G = JᵀJ / N, formed explicitly
+    assert gauss_newton_top_eigenvalue(net, x, iters=200) == pytest.approx(oracle, rel=1e-6)
+    assert gauss_newton_top_eigenvalue(net, x, iters=3) <= oracle * (1 + 1e-9)  # from below
+    with pytest.raises(TypeError, match="iters"):
+        gauss_newton_top_eigenvalue(net, x, iters=2.5)

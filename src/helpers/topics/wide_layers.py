@@ -153,6 +153,35 @@ def readout_fit(features: torch.Tensor, labels: torch.Tensor, n_classes: int
     return w, accuracy, (fitted - targets).abs().max().item()
 
 
+def gauss_newton_top_eigenvalue(model: nn.Module, x: torch.Tensor, *, iters: int = 30,
+                                seed: int = 0) -> float:
+    """λ_max of the Gauss–Newton matrix G = (1/N) Jᵀ J of the squared loss, J = ∂f(x)/∂θ.
+
+    G is the Hessian of ½ Σ_j (f_j(x_i) − Y_ij)², averaged over the N samples, at zero
+    residual, and its top eigenvalue sets gradient descent's stability limit η < 2/λ_max.
+    Computed by ``iters`` steps of power iteration with Jacobian–vector products
+    (``torch.func.jvp``/``vjp``), never forming J; started from a Gaussian drawn from ``seed``.
+    Power iteration approaches λ_max from below. Chapter ``wide-layers``.
+    """
+    from torch.func import functional_call, jvp, vjp
+
+    iters = check_int("iters", iters, low=1)
+    params = {k: p.detach() for k, p in model.named_parameters()}
+    out = lambda p: functional_call(model, p, (x,))  # noqa: E731
+    _, pull_back = vjp(out, params)
+    gen = torch.Generator().manual_seed(seed)  # cpu: the same start on every device
+    v = {k: torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device)
+         for k, p in params.items()}
+    lam = 0.0
+    for _ in range(iters):
+        norm = torch.sqrt(sum((t ** 2).sum() for t in v.values()))
+        v = {k: t / norm for k, t in v.items()}
+        (gv,) = pull_back(jvp(out, (params,), (v,))[1] / x.shape[0])  # G v = Jᵀ J v / N
+        lam = float(sum((gv[k] * v[k]).sum() for k in v))  # Rayleigh quotient vᵀ G v
+        v = gv
+    return lam
+
+
 def train_full_gd(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, *, eta: float,
                   max_steps: int, loss: str = "squared") -> list[float]:
     """Full-batch gradient descent over *all* parameters of ``model``.
