@@ -5,6 +5,7 @@ import torch
 
 import helpers
 from helpers.topics.sgd_noise import (
+    descend_to_loss,
     equal_trace_noises,
     expected_loss_increase,
     first_order_increase,
@@ -125,3 +126,20 @@ def test_classify_chains_counts_divergence_as_failure():
     assert fate == {"diverged": 0.5, "escaped": 1 / 6, "stayed": 2 / 6}
     with pytest.raises(ValueError, match="loss_star"):
         classify_chains(losses, 0.0)
+
+
+def test_descend_to_loss_stops_at_the_first_step_below_target():
+    import math
+
+    model = torch.nn.Linear(1, 1, bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    h, eta, target = 2.0, 0.1, 1e-3
+    quadratic = lambda: 0.5 * h * model.weight.squeeze() ** 2  # noqa: E731
+    loss, steps = descend_to_loss(model, quadratic, eta=eta, target=target, max_steps=1000)
+    # closed form: L_t = ½ h (1 − ηh)^{2t}, so the first t with L_t ≤ target is
+    oracle = math.ceil(math.log(target / (0.5 * h)) / (2 * math.log(1 - eta * h)))
+    assert steps == oracle and loss <= target < 0.5 * h * (1 - eta * h) ** (2 * (oracle - 1))
+    assert descend_to_loss(model, quadratic, eta=eta, target=1.0, max_steps=5)[1] == 0
+    with pytest.raises(RuntimeError, match="above target"):
+        descend_to_loss(model, quadratic, eta=eta, target=1e-30, max_steps=3)

@@ -93,6 +93,31 @@ def simulate_quadratic(H: Tensor, Sigma: Tensor, *, eta: float, T: int, n_chains
     return 0.5 * ((theta @ H) * theta).sum(1)
 
 
+def descend_to_loss(model: nn.Module, loss_fn: Callable[[], Tensor], *, eta: float,
+                    target: float, max_steps: int) -> tuple[float, int]:
+    """Full-batch gradient descent θ ← θ − η∇L until the loss first falls to ``target``.
+
+    Fixes a minimum of the cross-entropy by its loss level rather than by a number of steps:
+    on separable data the loss has no finite minimiser, and the Hessian and the gradient
+    covariance both shrink with the loss as descent goes on. Raises ``RuntimeError`` when
+    ``max_steps`` steps do not reach ``target``. Returns ``(loss, steps taken)``.
+    """
+    check_positive("eta", eta)
+    check_positive("target", target)
+    max_steps = check_int("max_steps", max_steps, low=1)
+    params = [p for p in model.parameters() if p.requires_grad]
+    for step in range(max_steps + 1):
+        loss = loss_fn()
+        if loss.item() <= target:
+            return loss.item(), step
+        if step < max_steps:
+            grads = torch.autograd.grad(loss, params)
+            with torch.no_grad():
+                for p, g in zip(params, grads, strict=True):
+                    p -= eta * g
+    raise RuntimeError(f"loss {loss.item():.3g} after {max_steps} steps, above target {target:g}")
+
+
 def flat_loss(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor]
               ) -> tuple[Callable[[Tensor, Tensor, Tensor], Tensor], Tensor]:
     """``(f, θ₀)`` with ``f(θ, x, y) = loss_fn(model_θ(x), y)`` for a flat parameter vector θ."""
