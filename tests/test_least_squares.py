@@ -102,3 +102,55 @@ def test_early_stopping_gap_bound_holds_on_a_path():
     assert 0.1 < gap <= early_stopping_ridge_gap(0.2)
     with pytest.raises(ValueError, match="x_max"):
         early_stopping_ridge_gap(1.0)
+
+
+def _balanced_net(beta, depth, width=4):
+    """A balanced depth-N linear network whose end-to-end map is x ↦ βᵀx (rank one)."""
+    import helpers
+
+    net = helpers.DeepLinear([beta.shape[0]] + [width] * (depth - 1) + [1], init_scale=1.0)
+    norm, e = beta.norm(), torch.zeros(width, dtype=torch.float64)
+    e[0] = 1.0
+    a = norm ** (1 / depth)
+    factors = [torch.outer(e, beta / norm)] + [torch.outer(e, e)] * (depth - 2) + [e[None]]
+    with torch.no_grad():
+        for w, f in zip(net.weights, factors, strict=True):
+            w.copy_(a * f)
+    return net
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_balanced_sharpness_is_the_ntk_of_a_balanced_network(depth):
+    """Oracle: λ_max(J Jᵀ) with J the autograd Jacobian of a balanced factorisation of β."""
+    import helpers
+
+    X, _, beta = problem(6, 5, 1)
+    net = _balanced_net(beta, depth) if depth > 1 else helpers.DeepLinear([5, 1], init_scale=1.0)
+    if depth == 1:
+        with torch.no_grad():
+            net.weights[0].copy_(beta[None])
+    torch.testing.assert_close(net.end_to_end()[0], beta)
+    params = list(net.parameters())
+    outs = net(X)[:, 0]
+    J = torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(
+        out, params, retain_graph=True)]) for out in outs])  # (n, P): a backward pass per output
+    ntk = torch.linalg.eigvalsh(J @ J.T).max().item()
+    assert ib.balanced_sharpness(X, beta, depth) == pytest.approx(ntk, rel=1e-10)
+    if depth == 1:  # a single layer: the least-squares limit σ_max²
+        assert ib.balanced_sharpness(X, beta, 1) == pytest.approx(2 / ib.stability_limit(X))
+
+
+def test_hessian_sharpness_matches_the_dense_hessian():
+    """Oracle: the largest |eigenvalue| of the full Hessian from torch.func."""
+    import helpers
+
+    X, y, _ = problem(5, 4, 2)
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(*[torch.nn.Linear(a, b, bias=False, dtype=torch.float64)
+                                for a, b in [(4, 3), (3, 3), (3, 1)]])
+
+    def loss_of(out):
+        return 0.5 * ((out[:, 0] - y) ** 2).sum()
+
+    dense = torch.linalg.eigvalsh(helpers.loss_hessian(net, loss_of, X)).abs().max().item()
+    assert ib.hessian_sharpness(net, lambda: loss_of(net(X))) == pytest.approx(dense, rel=1e-6)

@@ -3,9 +3,11 @@
 degenerate minimum (``near_minimum``)."""
 
 from helpers.topics.implicit_bias.least_squares import (
+    balanced_sharpness,
     early_stopping_ridge_gap,
     gd_closed_form,
     gd_least_squares,
+    hessian_sharpness,
     min_norm_solution,
     null_space_projector,
     ridge_solution,
@@ -27,11 +29,13 @@ from helpers.topics.implicit_bias.near_minimum import (
 
 __all__ = [
     "angle_degrees",
+    "balanced_sharpness",
     "early_stopping_ridge_gap",
     "gd_closed_form",
     "gd_least_squares",
     "gd_to_minimum",
     "hard_margin_svm",
+    "hessian_sharpness",
     "logistic_gd",
     "loss_and_grad",
     "min_norm_solution",

@@ -6,7 +6,9 @@ arXiv:1801.00173). In the SVD basis X = U S Vᵀ the coordinate along v_i is
 
     c_i(t) = (1 − (1 − ησ_i²)^t) · u_iᵀy/σ_i + (1 − ησ_i²)^t · v_iᵀw_0,
 
-so stopping at step t acts like ridge regression with λ ≈ 1/(ηt).
+so stopping at step t acts like ridge regression with λ ≈ 1/(ηt). A deep linear network
+computing x ↦ βᵀx has its own stability limit, set by its end-to-end vector
+(:func:`balanced_sharpness`) and, away from a minimum, by its Hessian (:func:`hessian_sharpness`).
 
 Introduced in the chapter "Implicit bias of gradient descent". All functions take and return
 float64 tensors on the inputs' device.
@@ -15,7 +17,7 @@ float64 tensors on the inputs' device.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -67,6 +69,60 @@ def stability_limit(X: Tensor) -> float:
     if sigma_max == 0:
         return math.inf
     return 2.0 / sigma_max**2
+
+
+def balanced_sharpness(X: Tensor, beta: Tensor, depth: int) -> float:
+    """λ_max(X P Xᵀ), P = ‖β‖^{2−2/N} (I + (N − 1) β̂β̂ᵀ), for N = ``depth``. Shapes (n, d), (d,).
+
+    Under gradient flow the end-to-end vector of a *balanced* depth-N linear network
+    (W_{j+1}ᵀW_{j+1} = W_j W_jᵀ, which a small initialisation keeps approximately) moves as
+    β̇ = −P ∇_β L (Arora, Cohen & Hazan, ICML 2018, arXiv:1802.06509, one output), so the
+    network's neural tangent kernel on X is X P Xᵀ. At a zero-loss point the Hessian of
+    ½‖f − y‖² has the same non-zero spectrum, so gradient descent can settle at β only if
+    η < 2/λ_max(X P Xᵀ). Depth 1 gives σ_max(X)², the limit of :func:`stability_limit`.
+    """
+    if not isinstance(X, Tensor) or X.ndim != 2:
+        raise ValueError("X must be a 2-D tensor")
+    if not isinstance(beta, Tensor) or beta.shape != (X.shape[1],):
+        raise ValueError(f"beta must be a tensor of shape ({X.shape[1]},)")
+    depth = check_int("depth", depth, low=1)
+    X, beta = X.to(torch.float64), beta.to(device=X.device, dtype=torch.float64)
+    norm = beta.norm()
+    if norm == 0:
+        return 0.0
+    u = X @ (beta / norm)  # (n,): X β̂
+    kernel = norm ** (2 - 2 / depth) * (X @ X.T + (depth - 1) * torch.outer(u, u))
+    return float(torch.linalg.eigvalsh(kernel).max())
+
+
+def hessian_sharpness(model: torch.nn.Module, loss_fn: Callable[[], Tensor], *,
+                      seed: int = 0, tol: float = 1e-6) -> float:
+    """max |λ| of the Hessian ∇²_θ loss_fn() at ``model``'s current parameters θ.
+
+    Lanczos iteration (scipy's ``eigsh``) on exact Hessian-vector products (double
+    backpropagation), so the P × P Hessian is never formed; ``seed`` fixes the start vector.
+    Gradient descent with step η is locally stable where η·max|λ| < 2.
+    """
+    import numpy as np
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss_fn(), params, create_graph=True)
+    sizes = [p.numel() for p in params]
+    ref = params[0]
+
+    def hvp(v: np.ndarray) -> np.ndarray:
+        vec = torch.as_tensor(np.asarray(v).reshape(-1), dtype=ref.dtype, device=ref.device)
+        parts = [c.view_as(p) for c, p in zip(vec.split(sizes), params, strict=True)]
+        out = torch.autograd.grad(grads, params, grad_outputs=parts, retain_graph=True)
+        return torch.cat([o.reshape(-1) for o in out]).double().cpu().numpy()
+
+    dim = sum(sizes)
+    start = torch.randn(dim, generator=torch.Generator().manual_seed(seed),  # cpu: same start
+                        dtype=torch.float64).numpy()
+    op = LinearOperator((dim, dim), matvec=hvp, dtype=np.float64)
+    top = eigsh(op, k=1, which="LM", v0=start, tol=tol, return_eigenvectors=False)
+    return float(abs(top[0]))
 
 
 def gd_least_squares(
