@@ -32,6 +32,16 @@ def test_hessian_at_interpolation_equals_jtj_and_is_degenerate():
     assert helpers.count_near_zero(eig, rel_tol=1e-8) == P - 5
 
 
+def test_output_jacobian_of_deep_linear_matches_autograd_oracle():
+    """Every factor W_l enters the Jacobian (a sliced ParameterList once dropped all but W_1)."""
+    model = helpers.DeepLinear([3, 4, 2], init_scale=0.5, seed=1)
+    x = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    w1, w2 = (p.detach().clone() for p in model.parameters())
+    oracle = torch.autograd.functional.jacobian(lambda a, b: (x @ (b @ a).T).reshape(-1), (w1, w2))
+    oracle = torch.cat([j.reshape(j.shape[0], -1) for j in oracle], dim=1)
+    torch.testing.assert_close(helpers.output_jacobian(model, x), oracle, rtol=0, atol=1e-12)
+
+
 def test_count_near_zero():
     assert helpers.count_near_zero(torch.tensor([1.0, 1e-12, -1e-10, 0.5])) == 2
     with pytest.raises(ValueError):

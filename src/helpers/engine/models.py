@@ -63,8 +63,11 @@ class DeepLinear(nn.Module):
 
     def end_to_end(self) -> torch.Tensor:
         """W_L ⋯ W_1, shape (d_out, d_in)."""
-        out = self.weights[0]
-        for w in self.weights[1:]:
+        # Index, never slice: a slice of a ParameterList re-wraps its entries as new
+        # Parameters, cutting them off from torch.func.functional_call's substitutes.
+        weights = [self.weights[i] for i in range(len(self.weights))]
+        out = weights[0]
+        for w in weights[1:]:
             out = w @ out
         return out
 
