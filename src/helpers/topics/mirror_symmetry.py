@@ -264,10 +264,9 @@ def shuffled_templates(X: Tensor, *, seed: int) -> Tensor:
     """
     if not isinstance(X, Tensor) or X.ndim != 3:
         raise ValueError(f"X must be a (T, V, d) tensor, got {getattr(X, 'shape', type(X))}")
-    gen = torch.Generator().manual_seed(int(seed))  # cpu: CPU draws/indices
-    perm = torch.rand(X.shape[0], X.shape[1], generator=gen).argsort(0)  # cpu: CPU draws; (T, V)
-    views = torch.arange(X.shape[1])  # cpu: CPU draws/indices
-    return X[perm.to(X.device), views.to(X.device)]
+    gen = torch.Generator().manual_seed(int(seed))  # cpu: the same permutations on every device
+    perm = torch.rand(X.shape[0], X.shape[1], generator=gen).argsort(0)  # cpu: as gen; (T, V)
+    return X[perm.to(X.device), torch.arange(X.shape[1], device=X.device)]
 
 
 def clustered_difference(a: Tensor, b: Tensor) -> tuple[float, float]:
