@@ -74,21 +74,27 @@ def test_gpu_check_compares_verdicts_with_the_cpu_ledger(tmp_path, monkeypatch):
     assert cpu_times(tmp_path) == {"resnet-rnn": 3.5}
 
 
-def test_the_sweep_runs_a_tiny_chapter_on_a_two_worker_dask_cluster(tmp_path, monkeypatch):
+def _tiny_book(root, names=("tiny",)):
+    """A book of one-cell chapters, each checking that the seed is at least 1000."""
     import nbformat
 
+    (root / "_config.yml").write_text("title: tiny\n")
+    entries = "".join(f"      - file: book/part/{n}\n" for n in names)
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nparts:\n  - caption: P\n    chapters:\n" + entries)
+    (root / "book" / "part").mkdir(parents=True)
+    for name in names:
+        code = (f'import helpers\ncfg = helpers.start_chapter("{name}", quiet=True)\n'
+                'helpers.check_claim("the seed is at least 1000", cfg.seed, ">=", 1000,'
+                ' kind="sanity", paper="k", note="the sweep starts at 1000")')
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]),
+                       root / "book" / "part" / f"{name}.ipynb")
+
+
+def test_the_sweep_runs_a_tiny_chapter_on_a_two_worker_dask_cluster(tmp_path, monkeypatch):
     from helpers import seeds
 
-    (tmp_path / "_config.yml").write_text("title: tiny\n")
-    (tmp_path / "_toc.yml").write_text(
-        "format: jb-book\nroot: intro\nparts:\n  - caption: P\n    chapters:\n"
-        "      - file: book/part/tiny\n")
-    (tmp_path / "book" / "part").mkdir(parents=True)
-    code = ('import helpers\ncfg = helpers.start_chapter("tiny", quiet=True)\n'
-            'helpers.check_claim("the seed is at least 1000", cfg.seed, ">=", 1000,'
-            ' kind="sanity", paper="k", note="the sweep starts at 1000")')
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]),
-                   tmp_path / "book" / "part" / "tiny.ipynb")
+    _tiny_book(tmp_path)
     monkeypatch.chdir(tmp_path)
     assert seeds.main(["--seeds", "2", "--jobs", "2", "--publish"]) == 0
     published = json.loads((tmp_path / "book" / "seeds.json").read_text())
@@ -97,3 +103,32 @@ def test_the_sweep_runs_a_tiny_chapter_on_a_two_worker_dask_cluster(tmp_path, mo
     (row,) = entry["claims"]
     assert (row["passed"], row["min"], row["max"]) == (2, 1000, 1001)
     assert published["runs"][0]["jobs"] == 2
+
+
+def test_gpu_check_runs_two_chapters_quick_and_full_on_the_cpu(tmp_path, monkeypatch):
+    """``make gpu-check``'s script end to end with ``--device cpu``: quick mode of both
+    chapters compared with a CPU ledger (one agrees, one was recorded failing), full mode of
+    both, and ``gpu.json`` written; a disagreement with the CPU ledger makes it exit 1."""
+    from helpers import gpu_check
+
+    _tiny_book(tmp_path, ("alpha", "beta"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BOOK_CLAIMS_DIR", str(tmp_path / "cpu-claims"))
+    for name, seed_ok in (("alpha", True), ("beta", False)):
+        start_chapter(name, quiet=True)
+        try:
+            check_claim("the seed is at least 1000", 1000 if seed_ok else 0, ">=", 1000,
+                        kind="sanity", paper="k", note="the sweep starts at 1000")
+        except AssertionError:
+            pass
+    status = gpu_check.main(["--device", "cpu", "--skip-unit", "--seed", "1000",
+                             "--cpu-claims", "cpu-claims", "--budget", "400"])
+    report = json.loads((tmp_path / "book" / "gpu.json").read_text())
+    assert report["device"] == "cpu" and report["unit"] is None
+    assert report["quick"]["alpha"]["match"] is True
+    assert report["quick"]["beta"]["differ"] == ["the seed is at least 1000"]
+    assert status == 1  # beta's verdict differs from its CPU ledger
+    for mode in ("quick", "full"):
+        for name in ("alpha", "beta"):
+            record = report[mode][name]
+            assert record["error"] is None and (record["claims"], record["passed"]) == (1, 1)
