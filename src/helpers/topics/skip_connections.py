@@ -174,22 +174,138 @@ def gauss_newton_log10_condition(weights: Tensor, x: Tensor, *, residual: bool,
     Returns:
         (K,) values of log10(λ_max / λ_min) of J Jᵀ.
     """
+    return gauss_newton_top(weights, x, residual=residual, alpha=alpha, slope=slope,
+                            chunk=chunk)[1]
+
+
+def _outputs(weights: Tensor, x: Tensor, *, residual: bool, alpha: float,
+             slope: float) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+    """Outputs (K, m, n) of K networks on (K, m, n) inputs; per layer (input z_l, slopes d_l)."""
+    z, cache = x, []
+    for layer in range(weights.shape[1]):
+        pre = z @ weights[:, layer].transpose(-1, -2)  # (K, m, n)
+        d = torch.where(pre > 0, 1.0, slope).to(pre.dtype)
+        cache.append((z, d))
+        z = z + alpha * d * pre if residual else d * pre
+    return z, cache
+
+
+def loss_and_grad(weights: Tensor, x: Tensor, y: Tensor, *, residual: bool, alpha: float = 1.0,
+                  slope: float = 0.1) -> tuple[Tensor, Tensor]:
+    """Per-network loss ``L_k = 1/2 Σ_i ||f(x_ki; W_k) − y_ki||²`` and its gradient in ``W_k``.
+
+    Back-propagation written out for the leaky-ReLU layers: with ``g_{l+1} = ∂L/∂z_{l+1}`` and
+    ``u_l = c d_l ⊙ g_{l+1}`` (``c = alpha`` for the residual network, 1 for the plain one),
+    ``∂L/∂W_l = Σ_i u_l z_lᵀ`` and ``g_l = [g_{l+1}] + W_lᵀ u_l`` (the bracket only with the
+    identity branch). Tested against autograd.
+
+    Args:
+        weights: (K, L, n, n); x, y: (K, m, n).
+
+    Returns:
+        ``(loss, grad)``: shapes (K,) and (K, L, n, n).
+    """
+    if weights.ndim != 4 or x.ndim != 3 or y.shape != x.shape or x.shape[0] != weights.shape[0]:
+        raise ValueError(f"weights must be (K, L, n, n) and x, y (K, m, n), got "
+                         f"{tuple(weights.shape)}, {tuple(x.shape)}, {tuple(y.shape)}")
+    out, cache = _outputs(weights, x, residual=residual, alpha=alpha, slope=slope)
+    g = out - y  # (K, m, n)
+    grads = [None] * weights.shape[1]
+    for layer in reversed(range(weights.shape[1])):
+        z, d = cache[layer]
+        u = (alpha if residual else 1.0) * d * g  # (K, m, n)
+        grads[layer] = u.transpose(-1, -2) @ z  # (K, n, n)
+        g = (g if residual else 0.0) + u @ weights[:, layer]
+    return 0.5 * (out - y).pow(2).sum(dim=(-1, -2)), torch.stack(grads, dim=1)
+
+
+def gauss_newton_top(weights: Tensor, x: Tensor, *, residual: bool, alpha: float = 1.0,
+                     slope: float = 0.1, chunk: int = 25) -> tuple[Tensor, Tensor]:
+    """``(λ_max, log10 κ)`` of the Gauss–Newton matrix JᵀJ on its range, for each of K networks.
+
+    As :func:`gauss_newton_log10_condition`, also returning the top eigenvalue λ_max (K,), which
+    is the loss Hessian's at a minimum of zero residual and sets gradient descent's step size.
+    """
     if weights.ndim != 4 or x.ndim != 3 or x.shape[0] != weights.shape[0]:
         raise ValueError(f"weights must be (K, L, n, n) and x (K, m, n), got "
                          f"{tuple(weights.shape)} and {tuple(x.shape)}")
     _check_slope(slope)
+    check_int("chunk", chunk, low=1)
 
     def outputs(w: Tensor, xk: Tensor) -> Tensor:  # one network: (L, n, n), (m, n) -> (m n,)
-        return forward(w[None], xk[None], residual=residual, alpha=alpha,
-                       slope=slope)[0][0].reshape(-1)
+        return _outputs(w[None], xk[None], residual=residual, alpha=alpha,
+                        slope=slope)[0][0].reshape(-1)
 
     jac = torch.func.vmap(torch.func.jacrev(outputs))
-    out = []
+    top, cond = [], []
     for start in range(0, weights.shape[0], chunk):
         J = jac(weights[start:start + chunk], x[start:start + chunk]).flatten(2)  # (c, mn, P)
         eig = torch.linalg.eigvalsh(J @ J.transpose(-1, -2))  # ascending, (c, mn)
-        out.append(torch.log10(eig[:, -1] / eig[:, 0]))
-    return torch.cat(out)
+        top.append(eig[:, -1])
+        cond.append(torch.log10(eig[:, -1] / eig[:, 0]))
+    return torch.cat(top), torch.cat(cond)
+
+
+def steps_to_loss(w_star: Tensor, x: Tensor, lam_max: Tensor, *, residual: bool,
+                  alpha: float = 1.0, slope: float = 0.1, eps: float = 0.05,
+                  reduction: float = 1e-2, max_steps: int = 5000, seed: int = 0) -> Tensor:
+    """Gradient-descent steps to reduce the loss by ``reduction``, near a global minimum.
+
+    Each network k is its own teacher: targets ``y_k = f(x_k; W*_k)`` make ``W*_k`` a minimum
+    of zero loss, with Hessian ``J_kᵀJ_k`` there. Gradient descent
+    ``W ← W − η_k ∇L_k(W)`` with ``η_k = 1/λ_max(J_kᵀJ_k)`` (half the stability limit) starts
+    at ``W*_k + δ_k``, ``‖δ_k‖ = eps ‖W*_k‖`` in a uniformly random direction. Near the minimum
+    the residual along the eigenvector of ``J Jᵀ`` with eigenvalue λ shrinks by
+    ``1 − λ/λ_max`` per step, so a badly conditioned Hessian makes descent slow.
+
+    Args:
+        w_star: (K, L, n, n) the minima; x: (K, m, n) inputs; lam_max: (K,) top eigenvalues
+            of J_kᵀJ_k at ``w_star``.
+        eps: relative size of the starting perturbation; reduction: target ``L_t ≤ reduction L_0``.
+        max_steps: step budget; seed: seed of the perturbation's directions.
+
+    Returns:
+        (K,) the first step t with ``L_t ≤ reduction · L_0``, ``inf`` where the budget ran out.
+    """
+    check_real("eps", eps, low=0.0)
+    check_real("reduction", reduction, low=0.0, high=1.0)
+    check_int("max_steps", max_steps, low=1)
+    if lam_max.shape != w_star.shape[:1] or not bool((lam_max > 0).all()):
+        raise ValueError(f"lam_max must hold {w_star.shape[0]} positive eigenvalues, got shape "
+                         f"{tuple(lam_max.shape)}")
+    kw = dict(residual=residual, alpha=alpha, slope=slope)
+    eta = (1.0 / lam_max)[:, None, None, None]
+    y = _outputs(w_star, x, **kw)[0]
+    gen = torch.Generator(device=w_star.device).manual_seed(seed)
+    delta = torch.randn(w_star.shape, generator=gen, dtype=w_star.dtype, device=w_star.device)
+    scale = eps * w_star.flatten(1).norm(dim=1) / delta.flatten(1).norm(dim=1)
+    w = w_star + scale[:, None, None, None] * delta
+    steps = torch.full((w.shape[0],), math.inf, dtype=w.dtype, device=w.device)
+    loss0 = None
+    for t in range(max_steps + 1):
+        loss, grad = loss_and_grad(w, x, y, **kw)
+        loss0 = loss if loss0 is None else loss0
+        steps = torch.where(torch.isinf(steps) & (loss <= reduction * loss0), float(t), steps)
+        if not torch.isinf(steps).any():
+            break
+        w = w - eta * grad
+    return steps
+
+
+def median_and_iqr_se(values: Tensor) -> tuple[float, float]:
+    """Sample median and its standard error √(π/2)·σ̂/√K with σ̂ = IQR/1.349.
+
+    The robust form of :func:`median_and_se`: the interquartile range estimates the spread of a
+    normal sample and stays finite when fewer than a quarter of the values are ``inf``
+    (censored), so it serves step counts with a budget.
+    """
+    if values.ndim != 1 or values.numel() < 4:
+        raise ValueError(f"values must be a 1-D tensor of at least 4 numbers, got shape "
+                         f"{tuple(values.shape)}")
+    q1, med, q3 = torch.quantile(values, torch.tensor([0.25, 0.5, 0.75], dtype=values.dtype,
+                                                      device=values.device)).tolist()
+    se = math.sqrt(math.pi / 2) * (q3 - q1) / 1.349 / math.sqrt(values.numel())
+    return med, se
 
 
 def median_and_se(values: Tensor) -> tuple[float, float]:
