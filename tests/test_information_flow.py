@@ -9,6 +9,8 @@ from helpers.topics.information_flow import (
     binned_entropy,
     clustered_centres,
     mixture_mi,
+    mixture_mi_stack,
+    silhouette,
     track_training,
 )
 
@@ -96,3 +98,59 @@ def test_track_training_appends_shuffled_silhouettes():
     # at step 0 (before any noisy training step) the shared columns agree
     assert np.allclose(more[0, :plain.shape[1]], plain[0])
     assert not np.allclose(more[0, -2:], plain[0, 5:7])
+
+
+def test_silhouette_matches_scikit_learn_per_run():
+    from sklearn.metrics import silhouette_score
+
+    gen = torch.Generator().manual_seed(2)  # cpu: test data
+    h = torch.randn(3, 30, 5, generator=gen, dtype=torch.float64)
+    y = torch.tensor([0] * 10 + [2] * 19 + [5])  # a gap in the labels and a singleton class
+    expected = [silhouette_score(h[r].numpy(), y.numpy()) for r in range(3)]
+    np.testing.assert_allclose(silhouette(h, y), expected, atol=1e-8)  # cdist uses matmul
+    with pytest.raises(ValueError, match="representation"):
+        silhouette(h[0], y)
+
+
+def test_mixture_mi_stack_matches_single_estimates():
+    gen = torch.Generator().manual_seed(3)  # cpu: test data
+    c = torch.randn(4, 12, 3, generator=gen, dtype=torch.float64)
+    noise = torch.randn(4, 12, 8, 3, generator=gen, dtype=torch.float64)
+    values, stderrs = mixture_mi_stack(c, 0.5, noise=noise)
+    for r in range(4):
+        one = mixture_mi(c[r], 0.5, noise=noise[r])
+        assert values[r] == pytest.approx(one.value, abs=1e-12)
+        assert stderrs[r] == pytest.approx(one.stderr, abs=1e-12)
+    # a stack of one with a seed draws what the single estimate draws
+    assert mixture_mi_stack(c[:1], 0.5, seed=7)[0][0] == pytest.approx(
+        mixture_mi(c[0], 0.5, seed=7).value, abs=1e-12)
+    with pytest.raises(ValueError, match="centres"):
+        mixture_mi_stack(c[0], 0.5)
+    with pytest.raises(ValueError, match="noise"):
+        mixture_mi_stack(c, 0.5, noise=noise[:2])
+
+
+def test_stacked_nets_are_the_single_nets_and_train_independently():
+    gen = torch.Generator().manual_seed(4)  # cpu: test data
+    x = torch.randn(20, 4, generator=gen, dtype=torch.float64)
+    y = torch.arange(20) % 3
+    stack = NoisyTanhNet([4, 6, 5, 3], beta=0.1, seed=10, n_nets=3)
+    out, hidden = stack(x, noisy=False)
+    assert out.shape == (3, 20, 3) and [h.shape for h in hidden] == [(3, 20, 6), (3, 20, 5)]
+    for r in range(3):
+        single_out, _ = NoisyTanhNet([4, 6, 5, 3], beta=0.1, seed=10 + r)(x, noisy=False)
+        torch.testing.assert_close(out[r], single_out)
+    runs = track_training(stack, x, y, steps=6, every=3, n_noise=2, shuffle_seed=0)
+    assert runs.shape == (3, 3, 10)  # R runs, steps 0, 3, 6; 8 columns + 2 shuffled silhouettes
+    np.testing.assert_array_equal(runs[:, :, 0], [[0, 3, 6]] * 3)
+    # the summed loss gives each net its own gradient: its own loss's gradient
+    stack = NoisyTanhNet([4, 6, 5, 3], beta=0.1, seed=10, n_nets=3)
+    logits = stack(x, noisy=False)[0]
+    sum(torch.nn.functional.cross_entropy(z, y) for z in logits).backward()
+    single = NoisyTanhNet([4, 6, 5, 3], beta=0.1, seed=11)
+    torch.nn.functional.cross_entropy(single(x, noisy=False)[0], y).backward()
+    torch.testing.assert_close(stack.weights[0].grad[1], single.weights[0].grad[0])
+    with pytest.raises(ValueError, match="n_nets"):
+        NoisyTanhNet([4, 6, 3], beta=0.1, n_nets=0)
+    with pytest.raises(ValueError, match="widths"):
+        NoisyTanhNet([4, 3], beta=0.1)

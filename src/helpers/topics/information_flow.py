@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import stats
-from sklearn.metrics import silhouette_score
 
-from helpers.core.validation import check_int, check_positive
+from helpers.core.validation import check_int, check_ints, check_positive
 
 
 def _check_beta(beta: float) -> float:
@@ -36,6 +35,19 @@ class MIEstimate:
     stderr: float
 
 
+def _mixture_terms(c: torch.Tensor, beta: float, noise: torch.Tensor) -> torch.Tensor:
+    """Per-draw terms log N − logsumexp_j(−(‖t − μ_j‖² − ‖t − μ_i‖²)/2β²), shape (R, N·m).
+
+    ``c`` (R, N, d) holds R sets of centres, ``noise`` (R, N, m, d) their draws of Z.
+    """
+    R, N, d = c.shape
+    t = c[:, :, None, :] + beta * noise  # (R, N, m, d)
+    sq = torch.cdist(t.reshape(R, -1, d), c).pow(2).view(R, N, -1, N)  # ‖t − μ_j‖², (R, N, m, N)
+    own = beta**2 * noise.pow(2).sum(-1)  # ‖t − μ_i‖², (R, N, m)
+    lse = torch.logsumexp(-(sq - own[..., None]) / (2 * beta**2), dim=-1)  # (R, N, m)
+    return (np.log(N) - lse).reshape(R, -1)
+
+
 def mixture_mi(centres: torch.Tensor, beta: float, *, n_noise: int = 32, seed: int = 0,
                noise: torch.Tensor | None = None) -> MIEstimate:
     """I(X; T) in nats for X uniform on the rows of ``centres`` (N, d) and T = μ_X + β Z.
@@ -44,24 +56,64 @@ def mixture_mi(centres: torch.Tensor, beta: float, *, n_noise: int = 32, seed: i
     random numbers across calls). Each draw contributes
     ``log N − logsumexp_j(−(‖t − μ_j‖² − ‖t − μ_i‖²)/2β²)``, which lies in [0, log N].
     """
-    beta = _check_beta(beta)
     if centres.ndim != 2:
         raise ValueError(f"centres must be (N, d), got shape {tuple(centres.shape)}")
-    N, d = centres.shape
-    c = centres.to(torch.float64)
+    if noise is not None:
+        N, d = centres.shape
+        if noise.ndim != 3 or noise.shape[0] != N or noise.shape[2] != d:
+            raise ValueError(f"noise must be ({N}, m, {d}), got {tuple(noise.shape)}")
+        noise = noise[None]
+    values, stderrs = mixture_mi_stack(centres[None], beta, n_noise=n_noise, seed=seed,
+                                       noise=noise)
+    return MIEstimate(float(values[0]), float(stderrs[0]))
+
+
+def mixture_mi_stack(centres: torch.Tensor, beta: float, *, n_noise: int = 32, seed: int = 0,
+                     noise: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`mixture_mi` of R sets of centres (R, N, d) at once: (values (R,), stderrs (R,)).
+
+    Set r gets its own noise draws (R, N, n_noise, d) from one generator seeded ``seed``, so
+    the Monte Carlo errors of different sets are independent; set 0 of a stack of one gets the
+    draws :func:`mixture_mi` uses with the same seed.
+    """
+    beta = _check_beta(beta)
+    if centres.ndim != 3:
+        raise ValueError(f"centres must be (R, N, d), got shape {tuple(centres.shape)}")
+    R, N, d = centres.shape
+    c = centres.detach().to(torch.float64)
     if noise is None:
         n_noise = check_int("n_noise", n_noise, low=2)
         gen = torch.Generator().manual_seed(seed)  # cpu: the same draws on every device
-        noise = torch.randn(N, n_noise, d, generator=gen, dtype=torch.float64).to(c.device)
-    elif noise.shape[0] != N or noise.shape[2] != d:
-        raise ValueError(f"noise must be ({N}, m, {d}), got {tuple(noise.shape)}")
-    noise = noise.to(device=c.device, dtype=torch.float64)
-    t = c[:, None, :] + beta * noise  # (N, m, d)
-    sq = torch.cdist(t.reshape(-1, d), c).pow(2).view(N, -1, N)  # ‖t − μ_j‖², (N, m, N)
-    own = beta**2 * noise.pow(2).sum(-1)  # ‖t − μ_i‖², (N, m)
-    terms = np.log(N) - torch.logsumexp(-(sq - own[..., None]) / (2 * beta**2), dim=-1)
-    terms = terms.flatten()
-    return MIEstimate(terms.mean().item(), (terms.std() / terms.numel() ** 0.5).item())
+        noise = torch.randn(R, N, n_noise, d, generator=gen, dtype=torch.float64)  # cpu: as above
+    elif noise.ndim != 4 or noise.shape[:2] != (R, N) or noise.shape[3] != d:
+        raise ValueError(f"noise must be ({R}, {N}, m, {d}), got {tuple(noise.shape)}")
+    terms = _mixture_terms(c, beta, noise.to(device=c.device, dtype=torch.float64))
+    stderr = terms.std(dim=1) / terms.shape[1] ** 0.5
+    return terms.mean(dim=1).cpu().numpy(), stderr.cpu().numpy()
+
+
+def silhouette(representation: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """Mean silhouette (b_i − a_i)/max(a_i, b_i) of R representations (R, N, d) at once.
+
+    a_i is the mean Euclidean distance from point i to the other members of its class, b_i the
+    smallest mean distance to another class (Rousseeuw 1987; scikit-learn's
+    ``silhouette_score``, which this matches, gives 0 to a point alone in its class).
+    Returns (R,). Chapter "Information flow in noisy networks".
+    """
+    if representation.ndim != 3:
+        raise ValueError(f"representation must be (R, N, d), got {tuple(representation.shape)}")
+    h = representation.detach().to(torch.float64)
+    onehot = torch.nn.functional.one_hot(labels.to(h.device).long()).to(h)  # (N, K)
+    dist = torch.cdist(h, h)  # (R, N, N)
+    sums = dist @ onehot  # (R, N, K): summed distance from i to each class
+    size = onehot.sum(0)  # (K,)
+    own = (onehot > 0)  # (N, K)
+    a = (sums * onehot).sum(-1) / (size[labels.long()] - 1).clamp(min=1)
+    mean_to = torch.where(size > 0, sums / size.clamp(min=1), float("inf"))  # empty classes out
+    b = mean_to.masked_fill(own, float("inf")).amin(-1)
+    s = (b - a) / torch.maximum(a, b)
+    s = torch.where(size[labels.long()] > 1, s, torch.zeros_like(s))
+    return s.mean(-1).cpu().numpy()
 
 
 def binned_entropy(representation: torch.Tensor, bin_width: float) -> float:
@@ -111,32 +163,42 @@ class NoisyTanhNet(torch.nn.Module):
     """tanh MLP with Gaussian noise ``β Z`` added to every hidden layer's output.
 
     ``forward(x, noisy=True)`` returns the logits and the list of hidden representations
-    (``noisy=False``: the noise-free centres ``f_l(x)``, used by :func:`mixture_mi`).
+    (``noisy=False``: the noise-free centres ``f_l(x)``, used by :func:`mixture_mi`). With
+    ``n_nets = R`` it holds R independent networks as stacked weights (R, out, in), net r drawn
+    as the single network of seed ``seed + r``; inputs (N, in) give outputs (R, N, ·). Weights
+    are N(0, 1/fan_in), biases zero.
     """
 
     def __init__(self, widths: list[int], beta: float, *, seed: int = 0,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", n_nets: int | None = None):
         super().__init__()
         self.beta = _check_beta(beta)
-        gen = torch.Generator().manual_seed(seed)  # cpu: the same weights on every device
-        self.layers = torch.nn.ModuleList()
+        self.n_nets = None if n_nets is None else check_int("n_nets", n_nets, low=1)
+        widths = list(check_ints("widths", widths, low=1))
+        if len(widths) < 3:
+            raise ValueError(f"widths needs input, hidden and output widths, got {widths}")
+        gens = [torch.Generator().manual_seed(seed + r)  # cpu: the same weights on every device
+                for r in range(self.n_nets or 1)]
+        self.weights, self.biases = torch.nn.ParameterList(), torch.nn.ParameterList()
         for a, b in zip(widths[:-1], widths[1:], strict=True):
-            lin = torch.nn.Linear(a, b, dtype=torch.float64, device=device)
-            with torch.no_grad():
-                w = torch.randn(b, a, generator=gen, dtype=torch.float64)  # cpu: as above
-                lin.weight.copy_(w / a**0.5)
-                lin.bias.zero_()
-            self.layers.append(lin)
+            w = torch.stack([torch.randn(b, a, generator=g, dtype=torch.float64)  # cpu: as above
+                             for g in gens]) / a**0.5
+            self.weights.append(torch.nn.Parameter(w.transpose(1, 2).to(device)))  # (R, in, out)
+            self.biases.append(torch.nn.Parameter(torch.zeros(len(gens), 1, b, dtype=torch.float64,
+                                                              device=device)))
 
     def forward(self, x: torch.Tensor, noisy: bool = True) -> tuple[torch.Tensor, list]:
         hidden = []
-        h = x
-        for lin in self.layers[:-1]:
-            h = torch.tanh(lin(h))
+        h = x.expand(len(self.weights[0]), *x.shape)  # (R, N, in)
+        for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
+            h = torch.tanh(torch.baddbmm(b, h, w))  # (R, N, out)
             if noisy:
                 h = h + self.beta * torch.randn_like(h)
             hidden.append(h)
-        return self.layers[-1](h), hidden
+        out = torch.baddbmm(self.biases[-1], h, self.weights[-1])
+        if self.n_nets is None:
+            return out[0], [t[0] for t in hidden]
+        return out, hidden
 
 
 def track_training(net: NoisyTanhNet, x: torch.Tensor, y: torch.Tensor, *, steps: int,
@@ -145,34 +207,43 @@ def track_training(net: NoisyTanhNet, x: torch.Tensor, y: torch.Tensor, *, steps
     """Train ``net`` with Adam on cross-entropy (noise on) and record the layers over training.
 
     Every ``every`` steps (and at step 0 and ``steps``) it records, per hidden layer ℓ,
-    ``I(X; T_ℓ)`` (:func:`mixture_mi` of the noise-free centres ``f_ℓ(x_i)`` with the net's β,
-    its Monte Carlo standard error) and the silhouette score of ``f_ℓ(x_i)`` with the labels
-    ``y`` (scikit-learn), plus the training accuracy. Returns an array (checkpoints, 2 + 3L):
-    ``[step, I_1..I_L, stderr_1..stderr_L, silhouette_1..silhouette_L, accuracy]``. The
-    noise draws of checkpoint ``k`` use seed ``k`` (goldfeld2019estimating's experiment at toy
+    ``I(X; T_ℓ)`` (:func:`mixture_mi_stack` of the noise-free centres ``f_ℓ(x_i)`` with the
+    net's β, its Monte Carlo standard error) and the silhouette score of ``f_ℓ(x_i)`` with the
+    labels ``y`` (:func:`silhouette`), plus the training accuracy. Returns an array
+    (checkpoints, 2 + 3L): ``[step, I_1..I_L, stderr_1..stderr_L, silhouette_1..silhouette_L,
+    accuracy]``, or (R, checkpoints, ·) for a stack of R networks (the loss is the sum of the
+    R networks' losses, and Adam acts elementwise, so the R runs are independent). The noise
+    draws of checkpoint ``k`` use seed ``k`` (goldfeld2019estimating's experiment at toy
     scale; chapter "Information flow in noisy networks"). With ``shuffle_seed`` it appends L
     more columns: the silhouette of each layer with the labels permuted once (a fixed random
     permutation from that seed), a clustering measure blind to the classes.
     """
     steps, every = check_int("steps", steps, low=1), check_int("every", every, low=1)
     opt = torch.optim.Adam(net.parameters(), lr=check_positive("lr", lr))
-    labels = y.cpu().numpy()
-    shuffled = (None if shuffle_seed is None
-                else np.random.default_rng(shuffle_seed).permutation(labels))
+    shuffled = None
+    if shuffle_seed is not None:
+        gen = torch.Generator().manual_seed(shuffle_seed)  # cpu: the same permutation anywhere
+        shuffled = y[torch.randperm(len(y), generator=gen).to(y.device)]  # cpu draw, as above
     history = []
     for step in range(steps + 1):
         if step % every == 0 or step == steps:
             with torch.no_grad():
                 out, hidden = net(x, noisy=False)
-            est = [mixture_mi(h, net.beta, n_noise=n_noise, seed=len(history)) for h in hidden]
-            history.append([step] + [e.value for e in est] + [e.stderr for e in est]
-                           + [silhouette_score(h.cpu().numpy(), labels) for h in hidden]
-                           + [(out.argmax(1) == y).double().mean().item()]
-                           + ([] if shuffled is None else
-                              [silhouette_score(h.cpu().numpy(), shuffled) for h in hidden]))
+            if net.n_nets is None:
+                out, hidden = out[None], [h[None] for h in hidden]
+            est = [mixture_mi_stack(h, net.beta, n_noise=n_noise, seed=len(history))
+                   for h in hidden]
+            columns = ([np.full(len(out), step)] + [e[0] for e in est] + [e[1] for e in est]
+                       + [silhouette(h, y) for h in hidden]
+                       + [(out.argmax(-1) == y).double().mean(-1).cpu().numpy()]
+                       + ([] if shuffled is None else [silhouette(h, shuffled) for h in hidden]))
+            history.append(np.stack(columns, axis=-1))  # (R, columns)
         if step < steps:
-            loss = torch.nn.functional.cross_entropy(net(x)[0], y)
+            logits = net(x)[0]
+            logits = logits if net.n_nets is not None else logits[None]
+            loss = sum(torch.nn.functional.cross_entropy(z, y) for z in logits)
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return np.array(history)
+    history = np.stack(history, axis=1)  # (R, checkpoints, columns)
+    return history if net.n_nets is not None else history[0]
