@@ -148,3 +148,25 @@ def test_constant_nuisances_are_the_other_folds_means():
     assert torch.allclose(mu0[0, :4], ((y * (1 - d)).sum() / (1 - d).sum()).expand(4))
     with pytest.raises(ValueError, match="even"):
         sp.constant_nuisances(sp.simulate(1, 9, seed=0))
+
+
+def test_scores_sweep_point_and_fitting_once_for_both_evaluations():
+    sim = sp.simulate(3, 40, seed=8)
+    psi = sp.aipw_scores(sim.y, sim.d, sim.mu0, sim.mu1, sim.e)
+    tau, se = sp.aipw(sim.y, sim.d, sim.mu0, sim.mu1, sim.e)
+    point = sp.SweepPoint(40, sp.grown(40), psi, sp.difference_in_means(sim.y, sim.d), sim.ate)
+    torch.testing.assert_close(point.tau, tau)
+    torch.testing.assert_close(point.se, se)
+    assert math.isclose(point.se_ratio(), (se.mean() / tau.std()).item())
+    conf = sp.NuisanceConfig(hidden=(4, 4), steps_outcome=3, steps_propensity=2)
+    models = sp.fit_nuisances(sim, conf, seed=2)
+    for cross in (True, False):  # one fit, evaluated both ways, is cross_fit's answer
+        for a, b in zip(models.predict(cross), sp.cross_fit(sim, conf, seed=2, cross=cross),
+                        strict=True):
+            torch.testing.assert_close(a, b)
+    # on its own fold the propensity model sees the labels it was fitted on: fold 0 of
+    # replication 0 is predicted by model 0 without cross-fitting, by model 1 with it
+    own, other = models.predict(False)[2], models.predict(True)[2]
+    assert not torch.allclose(own, other)
+    with pytest.raises(ValueError, match="shape"):
+        sp.aipw_scores(sim.y, sim.d[:, :3], sim.mu0, sim.mu1, sim.e)

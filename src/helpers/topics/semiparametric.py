@@ -78,12 +78,18 @@ def aipw(y: Tensor, d: Tensor, mu0: Tensor, mu1: Tensor, e: Tensor) -> tuple[Ten
 
     All inputs (R, n). Returns τ̂ = mean ψ and se = std(ψ) / √n, each (R,).
     """
+    psi = aipw_scores(y, d, mu0, mu1, e)
+    return psi.mean(1), psi.std(1) / y.shape[1] ** 0.5
+
+
+def aipw_scores(y: Tensor, d: Tensor, mu0: Tensor, mu1: Tensor, e: Tensor) -> Tensor:
+    """The scores ψ = μ_1 − μ_0 + D(Y − μ_1)/e − (1 − D)(Y − μ_0)/(1 − e), (R, n), whose row
+    means are the AIPW estimates of :func:`aipw`."""
     if not (y.shape == d.shape == mu0.shape == mu1.shape == e.shape) or y.ndim != 2:
         raise ValueError("y, d, mu0, mu1 and e must all have shape (R, n)")
     if ((e <= 0) | (e >= 1)).any():
         raise ValueError("e must lie strictly between 0 and 1")
-    psi = mu1 - mu0 + d * (y - mu1) / e - (1 - d) * (y - mu0) / (1 - e)
-    return psi.mean(1), psi.std(1) / y.shape[1] ** 0.5
+    return mu1 - mu0 + d * (y - mu1) / e - (1 - d) * (y - mu0) / (1 - e)
 
 
 def difference_in_means(y: Tensor, d: Tensor) -> Tensor:
@@ -143,15 +149,29 @@ def grown(n: int, **overrides) -> NuisanceConfig:
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """One sample size of :func:`n_sweep`: n, the nuisance settings, and per replication the
-    AIPW estimate τ̂ and its standard error (each (R,)), with the true effect."""
+    """One sample size of :func:`n_sweep`: n, the nuisance settings, per replication the AIPW
+    scores ψ̂ (R, n), and the naive estimate (R,), with the true effect. τ̂ and its standard
+    error are the row mean of ψ̂ and its sd/√n."""
 
     n: int
     nuisance: NuisanceConfig
-    tau: Tensor
-    se: Tensor
+    psi: Tensor
     naive: Tensor
     ate: float
+
+    @property
+    def tau(self) -> Tensor:
+        """The AIPW estimates τ̂, (R,)."""
+        return self.psi.mean(1)
+
+    @property
+    def se(self) -> Tensor:
+        """The influence-function standard errors sd(ψ̂)/√n, (R,)."""
+        return self.psi.std(1) / math.sqrt(self.psi.shape[1])
+
+    def se_ratio(self) -> float:
+        """Mean standard error over the sd of τ̂ across replications (→ 1 by the theorem)."""
+        return (self.se.mean() / self.tau.std()).item()
 
     def root_n_sd(self) -> float:
         """√n · sd(τ̂) over the replications."""
@@ -180,8 +200,8 @@ def n_sweep(ns: list[int], R: int, *, seed: int = 0, device: torch.device | str 
     for i, n in enumerate(ns):
         sim = simulate(R, n, seed=seed + i, device=device)
         conf = grown(n, **overrides)
-        tau, se = aipw(sim.y, sim.d, *cross_fit(sim, conf, seed=seed + i))
-        points.append(SweepPoint(n, conf, tau, se, difference_in_means(sim.y, sim.d), sim.ate))
+        psi = aipw_scores(sim.y, sim.d, *cross_fit(sim, conf, seed=seed + i))
+        points.append(SweepPoint(n, conf, psi, difference_in_means(sim.y, sim.d), sim.ate))
     return points
 
 
@@ -202,30 +222,53 @@ def constant_nuisances(sim: Simulation) -> tuple[Tensor, Tensor, Tensor]:
     return spread(mu0), spread(mu1), spread(d.mean(2))
 
 
-def cross_fit(sim: Simulation, cfg: NuisanceConfig | None = None, *, seed: int = 0,
-              cross: bool = True) -> tuple[Tensor, Tensor, Tensor]:
-    """Cross-fitted nuisance estimates (μ̂_0, μ̂_1, ê), each (R, n), from 2-fold splits.
+@dataclass(frozen=True)
+class FittedNuisances:
+    """The 2R outcome and 2R propensity networks of :func:`fit_nuisances`, one per (replication,
+    fold), with the folds' covariates (2R, n/2, p) and the settings they were trained with."""
 
-    Model (r, k) is fitted on fold k of replication r and predicts on the other fold; the
-    outcome net takes (X, D) and is read at D = 0 and D = 1, the propensity net is a two-class
-    softmax on X. All 2R models of each kind train at once. With ``cross=False`` each model
-    predicts on the fold it was fitted on (no cross-fitting: the failure case of
-    chernozhukov2018double's argument). Propensities are clipped to [clip, 1 − clip]; see
-    :func:`clipped_fraction`.
+    outcome: BatchedMLP
+    propensity: BatchedMLP
+    folds_x: Tensor
+    config: NuisanceConfig
+
+    def predict(self, cross: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+        """(μ̂_0, μ̂_1, ê), each (R, n) in data order: model (r, k) predicts on fold 1 − k
+        (``cross=True``, cross-fitting) or on the fold k it was fitted on (``cross=False``).
+        Propensities are clipped to [clip, 1 − clip]."""
+        twoR, half, p = self.folds_x.shape
+        xs = self.folds_x.reshape(twoR // 2, 2, half, p)
+        test_x = (xs.flip(1) if cross else xs).reshape(twoR, half, p)
+        clip = self.config.clip
+        with torch.no_grad():
+            ones, zeros = torch.ones_like(test_x[..., :1]), torch.zeros_like(test_x[..., :1])
+            mu0 = self.outcome(torch.cat([test_x, zeros], -1))[..., 0]  # (2R, half)
+            mu1 = self.outcome(torch.cat([test_x, ones], -1))[..., 0]
+            e = torch.softmax(self.propensity(test_x), -1)[..., 1].clamp(clip, 1 - clip)
+
+        def back(t: Tensor) -> Tensor:  # predictions of model k (on fold 1−k, or k) → data order
+            t = t.reshape(twoR // 2, 2, half)
+            return (t.flip(1) if cross else t).reshape(twoR // 2, 2 * half).double()
+
+        return back(mu0), back(mu1), back(e)
+
+
+def fit_nuisances(sim: Simulation, cfg: NuisanceConfig | None = None, *,
+                  seed: int = 0) -> FittedNuisances:
+    """Fit the nuisance networks of every replication on each of its two folds.
+
+    Model (r, k) is fitted on fold k of replication r: the outcome net on (X, D) by mean
+    squared error (it is read at D = 0 and D = 1), the propensity net as a two-class softmax on
+    X. All 2R models of each kind train at once (weights stacked on a model axis).
     """
     cfg = cfg or NuisanceConfig()
     R, n, p = sim.x.shape
     if n % 2:
         raise ValueError(f"cross_fit needs an even number of observations n, got {n}")
     half = n // 2
-    xs = sim.x.reshape(R, 2, half, p).float()
-    ds = sim.d.reshape(R, 2, half).float()
-    ys = sim.y.reshape(R, 2, half).float()
-    train_x = xs.reshape(2 * R, half, p)
-    test_x = xs.flip(1).reshape(2 * R, half, p) if cross else train_x
-    train_d, train_y = ds.reshape(2 * R, half), ys.reshape(2 * R, half)
+    train_x = sim.x.reshape(2 * R, half, p).float()
+    train_d, train_y = sim.d.reshape(2 * R, half).float(), sim.y.reshape(2 * R, half).float()
     seeds = [seed * 100_003 + k for k in range(2 * R)]
-
     outcome = BatchedMLP([p + 1, *cfg.hidden, 1], seeds, device=sim.x.device)
     xd = torch.cat([train_x, train_d[..., None]], -1)  # (2R, half, p + 1)
     train_batched(outcome, xd, train_y[..., None], lr=cfg.lr_outcome, steps=cfg.steps_outcome,
@@ -233,14 +276,17 @@ def cross_fit(sim: Simulation, cfg: NuisanceConfig | None = None, *, seed: int =
     propensity = BatchedMLP([p, *cfg.hidden, 2], [s + 1 for s in seeds], device=sim.x.device)
     train_batched(propensity, train_x, train_d.long(), lr=cfg.lr_propensity,
                   steps=cfg.steps_propensity, weight_decay=cfg.wd_propensity)
-    with torch.no_grad():
-        ones, zeros = torch.ones_like(test_x[..., :1]), torch.zeros_like(test_x[..., :1])
-        mu0 = outcome(torch.cat([test_x, zeros], -1))[..., 0]  # (2R, half)
-        mu1 = outcome(torch.cat([test_x, ones], -1))[..., 0]
-        e = torch.softmax(propensity(test_x), -1)[..., 1].clamp(cfg.clip, 1 - cfg.clip)
+    return FittedNuisances(outcome, propensity, train_x, cfg)
 
-    def back(t: Tensor) -> Tensor:  # predictions of model k (on fold 1−k, or k) → data order
-        t = t.reshape(R, 2, half)
-        return (t.flip(1) if cross else t).reshape(R, 2 * half).double()
 
-    return back(mu0), back(mu1), back(e)
+def cross_fit(sim: Simulation, cfg: NuisanceConfig | None = None, *, seed: int = 0,
+              cross: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    """Cross-fitted nuisance estimates (μ̂_0, μ̂_1, ê), each (R, n), from 2-fold splits.
+
+    Model (r, k) is fitted on fold k of replication r and predicts on the other fold
+    (:func:`fit_nuisances`, :meth:`FittedNuisances.predict`). With ``cross=False`` each model
+    predicts on the fold it was fitted on (no cross-fitting: the failure case of
+    chernozhukov2018double's argument). Propensities are clipped to [clip, 1 − clip]; see
+    :func:`clipped_fraction`.
+    """
+    return fit_nuisances(sim, cfg, seed=seed).predict(cross)
