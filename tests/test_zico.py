@@ -121,3 +121,18 @@ def test_batched_cnn_errors():
     with pytest.raises(TypeError, match="stacked model"):
         helpers.train_batched(hz.SmallCNN(4), torch.zeros(4, 64),
                               torch.zeros(4, dtype=torch.long), lr=0.1, steps=1)
+
+
+def test_plain_seeds_ride_along_without_changing_the_he_models():
+    data = helpers.digits(seed=0)
+    args = (data.x_train, data.y_train, data.x_test, data.y_test)
+    kw = dict(depths=(1,), widths=(8,), cnn_channels=(4,), budgets=(3, 6), n_seeds=2)
+    alone = hz.search_space(*args, **kw)
+    both = hz.search_space(*args, **kw, plain_seeds=2)
+    # the He models (the first n_seeds of each stack) are the same models, trained alike
+    assert both.zico == pytest.approx(alone.zico, rel=1e-5)
+    assert np.allclose(both.accuracy, alone.accuracy)
+    assert both.params == alone.params and alone.zico_plain == []
+    assert np.array(both.accuracy_plain).shape == (2, 2) and len(both.zico_plain) == 2
+    with pytest.raises(ValueError, match="plain_seeds"):
+        hz.search_space(*args, **kw, plain_seeds=-1)

@@ -195,6 +195,8 @@ class SearchResult:
         params: #parameters; zico: ZiCo at initialisation (mean over seeds).
         budgets: training steps at which accuracy was measured.
         accuracy: (n_architectures, n_budgets) test accuracy, mean over seeds.
+        zico_plain, accuracy_plain: the same for the ``plain_seeds`` models left at PyTorch's
+            default initialisation (empty without them).
     """
 
     names: list[str]
@@ -205,6 +207,8 @@ class SearchResult:
     zico: list[float]
     budgets: list[int]
     accuracy: list[list[float]] = field(default_factory=list)
+    zico_plain: list[float] = field(default_factory=list)
+    accuracy_plain: list[list[float]] = field(default_factory=list)
 
 
 def search_space(x: Tensor, y: Tensor, x_test: Tensor, y_test: Tensor, *,
@@ -212,7 +216,7 @@ def search_space(x: Tensor, y: Tensor, x_test: Tensor, y_test: Tensor, *,
                  widths: Sequence[int] = (8, 16, 32, 64, 128, 256),
                  cnn_channels: Sequence[int] = (4, 8, 16), budgets: Sequence[int] = (50, 100, 200),
                  lr: float = 0.1, batch_size: int = 64, n_seeds: int = 2,
-                 he_init: bool = True, seed: int = 0) -> SearchResult:
+                 he_init: bool = True, plain_seeds: int = 0, seed: int = 0) -> SearchResult:
     """Score every architecture with ZiCo at initialisation, then train it with SGD.
 
     The ``n_seeds`` models of one architecture are trained at once by
@@ -221,12 +225,18 @@ def search_space(x: Tensor, y: Tensor, x_test: Tensor, y_test: Tensor, *,
     network sees the same mini-batches, learning rate and numbers of steps (``budgets``,
     increasing), and accuracy is recorded after each budget. With ``he_init`` the weights are
     rescaled from PyTorch's default uniform initialisation (variance 1/(3 fan_in)) to He's
-    (variance 2/fan_in), so that depth alone does not shrink the signal.
+    (variance 2/fan_in), so that depth alone does not shrink the signal. ``plain_seeds`` more
+    models of every architecture, left at the default initialisation, are stacked with them
+    and trained in the same run (same batches, same steps), their ZiCo and accuracies kept
+    apart in ``zico_plain`` and ``accuracy_plain``.
     """
     budgets = sorted(int(b) for b in budgets)
     if not budgets or budgets[0] < 1:
         raise ValueError(f"budgets must be positive step counts, got {budgets}")
-    seeds = [seed * 1000 + s for s in range(n_seeds)]
+    n_seeds = check_int("n_seeds", n_seeds, low=1)
+    plain_seeds = check_int("plain_seeds", plain_seeds, low=0)
+    seeds = [seed * 1000 + s for s in range(n_seeds + plain_seeds)]
+    main = slice(0, n_seeds)  # the models that are He-rescaled; the rest stay plain
     chunks = [b - a for a, b in zip([0, *budgets[:-1]], budgets, strict=True)]
     res = SearchResult([], [], [], [], [], [], budgets)
     archs = [("mlp", d, w) for d in depths for w in widths] + [("cnn", 2, c) for c in cnn_channels]
@@ -236,13 +246,17 @@ def search_space(x: Tensor, y: Tensor, x_test: Tensor, y_test: Tensor, *,
         else:
             net = BatchedCNN(w, d, seeds).to(x)
         if he_init:
-            _he_rescale(net.weights)
-        z = zico_batched(net, x, y, seed=seed).mean().item()
+            _he_rescale([w[main] for w in net.weights])
+        z = zico_batched(net, x, y, seed=seed)  # (K,)
         accs = []
         for i, c in enumerate(chunks):
             train_batched(net, x, y, lr=lr, steps=c, batch_size=batch_size, seed=seed + i)
-            accs.append(batched_accuracy(net, x_test, y_test).mean().item())
-        params = n_parameters(net) // n_seeds
+            accs.append(batched_accuracy(net, x_test, y_test))  # (K,)
+        if plain_seeds:
+            res.zico_plain.append(z[n_seeds:].mean().item())
+            res.accuracy_plain.append([a[n_seeds:].mean().item() for a in accs])
+        z, accs = z[main].mean().item(), [a[main].mean().item() for a in accs]
+        params = n_parameters(net) // len(seeds)
         res.names.append(f"{kind} {d}×{w}")
         res.kinds.append(kind)
         res.depths.append(d)
