@@ -157,8 +157,10 @@ def test_smoke_chapter_experiment():
     runs = trace_runs(train, test, 0.5, runs=2, templates="object", keep=3, n_units=6,
                       epochs=4, seed=0)
     keys = {"accuracy", "invariance", "purity", "pooling"}
-    assert set(runs) == keys | {f"{k}_se" for k in keys}
+    assert set(runs) == keys | {f"{k}_se" for k in keys} | {f"{k}_runs" for k in keys}
     assert all(runs[f"{k}_se"] >= 0 for k in keys)
+    assert all(len(runs[f"{k}_runs"]) == 2 for k in keys)
+    assert runs["accuracy"] == pytest.approx(sum(runs["accuracy_runs"]) / 2)
     shuffled = trace_runs(train, test, 0.0, runs=2, shuffle=True, keep=3, n_units=6, epochs=4,
                           seed=0)
     boxed = trace_runs(train, test, 0.5, runs=2, templates="box", keep=3, n_units=6, epochs=4,
@@ -170,6 +172,29 @@ def test_smoke_chapter_experiment():
     both = trace_sweep(train, test, [{"contrast": 0.0, "delta": 1.0, "n_units": 6},
                                      {"contrast": 0.5, "templates": "object", "keep": 3,
                                       "n_units": 6, "epochs": 4}], runs=2, seed=0)
-    assert both[1] == pytest.approx(runs)
+    for key, value in runs.items():
+        assert both[1][key] == pytest.approx(value, nan_ok=True), key
     with pytest.raises(TypeError, match="settings"):
         trace_sweep(train, test, [{"contrast": 0.0, "eta": 0.5}], runs=1, seed=0)
+
+
+def test_smoke_full_mode_settings():
+    """The chapter's full-mode path at a small size: more heads than quick mode's five, U = 2K
+    units, overlapping positions (stride 1), a contrast grid and per-run curves."""
+    K, P = 4, 6
+    kw = dict(n_positions=P, size=8, stride=1, object_seed=0)
+    train, test = make_videos(K, 3, seed=1, **kw), make_videos(K, 4, seed=2, **kw)
+    assert train.objects.shape == (K * 3, P, 8, P - 1 + 8)
+    base = {"n_units": 2 * K, "epochs": 3, "keep": 3}
+    contrasts = [0.0, 0.1, 0.2]
+    rows = trace_sweep(train, test, [{"contrast": c, "templates": kind, **base}
+                                     for kind in ("whole", "object") for c in contrasts]
+                       + [{"contrast": 0.0, "delta": 1.0, **base}], runs=2, seed=0)
+    assert len(rows) == 2 * len(contrasts) + 1
+    values = torch.tensor([r["accuracy_runs"] for r in rows[:len(contrasts)]],
+                          dtype=torch.float64)  # (C, R)
+    step = (values[:-1] - values[1:]).amax(0)
+    assert step.shape == (2,) and (step.abs() <= 1).all()
+    codes = template_codes(train.objects, train.objects, keep=3).flatten(0, 1)
+    positions = train.positions.repeat(len(train.labels))
+    assert 0 <= 1 - match_purity(codes, positions, positions) <= 1

@@ -95,3 +95,43 @@ def test_box_crops_keep_the_box_and_drop_the_rest():
     assert crops[:, 1, :, 5 * side // 2:].abs().max() == 0
     inside = crops[:, 1, :, side // 2: 5 * side // 2]
     assert inside.mean((-1, -2)).abs().max() < 1e-12
+
+
+@pytest.fixture(scope="module")
+def overlapping():
+    return make_videos(3, 2, n_positions=6, size=8, stride=2, object_seed=0, seed=1)
+
+
+def test_overlapping_positions_share_columns(overlapping):
+    o = overlapping.objects  # (S, P, 8, (6 − 1)·2 + 8)
+    assert o.shape == (6, 6, 8, 18) and overlapping.stride == 2
+    squares = overlapping.squares()  # (P, W)
+    assert squares.sum(1).tolist() == [8.0] * 6
+    assert (squares[:-1] * squares[1:]).sum(1).tolist() == [6.0] * 5  # size − stride shared
+    inside = (o.pow(2).sum(-2) > 0).to(o.dtype)  # (S, P, W) columns the head reaches
+    assert (inside * (1 - squares)).max() == 0  # nothing outside its square
+    assert (inside[:, :-1] * inside[:, 1:]).sum(-1).min() > 0  # neighbours share pixels
+
+
+def test_overlapping_clutter_templates_and_crops(overlapping):
+    x = cluttered(overlapping, 1.0, seed=0)
+    diff = x - overlapping.objects
+    squares = overlapping.squares()
+    assert (diff * squares[None, :, None, :]).abs().max() == 0  # occluded inside the square
+    assert torch.equal(diff[:, 0, :, 16:], diff[:, 1, :, 16:])  # one static background
+    t = object_templates(overlapping)
+    assert (t * (1 - squares)[None, :, None, :]).abs().max() == 0
+    assert t.sum((-1, -2)).abs().max() < 1e-12  # mean removed over the square
+    from helpers.topics.temporal_association import box_crops
+    crops = box_crops(overlapping, x, margin=0.25)  # box: square ± 2 columns
+    for p in range(6):
+        left, right = max(0, 2 * p - 2), min(18, 2 * p + 10)
+        assert crops[:, p, :, :left].abs().sum() == 0
+        assert crops[:, p, :, right:].abs().sum() == 0
+        assert crops[:, p, :, left:right].mean((-1, -2)).abs().max() < 1e-12
+
+
+def test_stride_must_fit_the_square():
+    for bad in (0, 9, 2.0, True):
+        with pytest.raises(ValueError, match="stride"):
+            make_videos(2, 1, size=8, stride=bad, object_seed=0, seed=0)

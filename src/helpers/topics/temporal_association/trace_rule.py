@@ -324,15 +324,16 @@ def trace_experiment(train: Videos, test: Videos, contrast: float, *, templates:
 
 
 def trace_sweep(train: Videos, test: Videos, settings: Sequence[Mapping[str, Any]], *,
-                runs: int = 5, seed: int) -> list[dict[str, float]]:
+                runs: int = 5, seed: int) -> list[dict[str, Any]]:
     """:func:`trace_runs` for several settings, all their trainings batched together.
 
     Each setting is a dict with ``contrast`` and any keyword of :func:`trace_experiment`
     (defaults in ``EXPERIMENT_DEFAULTS``). Run r of every setting uses seed ``seed + 1000 r``,
     as :func:`trace_runs` does; the len(settings) · runs trainings are done by one call of
     :func:`foldiak_trace_batched` per distinct (n_units, epochs). Returns, per setting, the
-    mean accuracy, invariance, purity and pooling over its runs, and (keys ``<name>_se``) their
-    standard errors over runs, sd/√runs (NaN for one run).
+    mean accuracy, invariance, purity and pooling over its runs, (keys ``<name>_se``) their
+    standard errors over runs, sd/√runs (NaN for one run), and (keys ``<name>_runs``) the
+    per-run values as a list.
     """
     _check_int("runs", runs, 1)
     jobs = []  # (setting index, full keyword set, seed) of every training
@@ -359,14 +360,14 @@ def trace_sweep(train: Videos, test: Videos, settings: Sequence[Mapping[str, Any
         for key in ("accuracy", "invariance", "purity", "pooling"):
             values = torch.tensor([getattr(res, key) for res in group],  # cpu: R numbers
                                   dtype=torch.float64)
-            row[key] = values.mean().item()
+            row[key], row[f"{key}_runs"] = values.mean().item(), values.tolist()
             row[f"{key}_se"] = (values.std() / runs**0.5).item() if runs > 1 else math.nan
         out.append(row)
     return out
 
 
 def trace_runs(train: Videos, test: Videos, contrast: float, *, runs: int = 5, seed: int,
-               **kwargs) -> dict[str, float]:
+               **kwargs) -> dict[str, Any]:
     """Mean accuracy, invariance, purity and pooling over ``runs`` independent trainings.
 
     Each run draws its own backgrounds, unit initialisation and video order (seeds

@@ -5,10 +5,14 @@ A video of object k is a sequence of P frames. In frame p the head is rendered (
 
     θ_p = θ_0 + (p / (P − 1)) (θ_1 − θ_0) + ε,   ε ~ N(0, angle_jitter²) per video,
 
-and pasted into slot p of a strip of P non-overlapping slots, so the same head at two
-positions shares no pixel. Clutter is a **static background** B_v behind the whole video (as
-for a fixed camera): either distractor patches (random Gaussian blobs of random sign, width
-and place) or a white-noise background, scaled to unit root-mean-square and added with
+and pasted into square p of a strip, the squares ``stride`` pixels apart: columns
+[p·stride, p·stride + size). With ``stride = size`` the squares do not overlap and the same
+head at two positions shares no pixel; with ``stride < size`` neighbouring positions share
+``size − stride`` columns, so the pixels alone already link neighbouring views.
+
+Clutter is a **static background** B_v behind the whole video (as for a fixed camera):
+either distractor patches (random Gaussian blobs of random sign, width and place) or a
+white-noise background, scaled to unit root-mean-square and added with
 contrast c relative to the object's root-mean-square value ρ,
 
     x_{v,p} = o_{k,p} + c ρ B_v (1 − m_p),
@@ -42,25 +46,37 @@ class Videos:
     Attributes:
         objects: (S, P, size, P·size) the bare object in every frame (no clutter).
         labels: (S,) the identity of the head in each video.
-        positions: (P,) the slot index of each frame, 0 … P−1.
+        positions: (P,) the position index of each frame, 0 … P−1.
         rms: the root-mean-square pixel value ρ of the bare objects, over all frames.
+        stride: columns between the left edges of neighbouring squares (= size: no overlap).
     """
 
     objects: Tensor
     labels: Tensor
     positions: Tensor
     rms: float
+    stride: int
 
     @property
     def n_positions(self) -> int:
         return int(self.positions.numel())
 
+    def squares(self) -> Tensor:
+        """(P, W) indicator of the columns of the head's square in the frame at each position."""
+        H, W = self.objects.shape[-2:]
+        x = torch.arange(W, device=self.objects.device)
+        left = self.positions.to(self.objects.device)[:, None] * self.stride  # (P, 1)
+        return ((x >= left) & (x < left + H)).to(self.objects.dtype)
+
 
 def make_videos(n_objects: int, videos_per_object: int, *, n_positions: int = 8,
-                size: int = 12, angles: tuple[float, float] = (-60.0, 60.0),
-                angle_jitter: float = 10.0, head_jitter: float = 0.08, object_seed: int,
-                seed: int) -> Videos:
+                size: int = 12, stride: int | None = None,
+                angles: tuple[float, float] = (-60.0, 60.0), angle_jitter: float = 10.0,
+                head_jitter: float = 0.08, object_seed: int, seed: int) -> Videos:
     """``videos_per_object`` videos of each of ``n_objects`` heads (see the module docstring).
+
+    ``stride`` (default ``size``, no overlap) is the step between neighbouring squares; frames
+    are ``size`` × ((P − 1)·stride + size).
 
     ``head_jitter`` is how far the heads differ (see :func:`helpers.engine.heads.random_heads`);
     ``object_seed`` fixes the heads (share it between training and test videos); ``seed`` the
@@ -70,6 +86,9 @@ def make_videos(n_objects: int, videos_per_object: int, *, n_positions: int = 8,
                              ("videos_per_object", videos_per_object, 1), ("size", size, 4)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    stride = size if stride is None else stride
+    if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= size:
+        raise ValueError(f"stride must be an int in [1, size={size}], got {stride!r}")
     if not angle_jitter >= 0:
         raise ValueError(f"angle_jitter must be non-negative, got {angle_jitter!r}")
     heads = random_heads(n_objects, seed=object_seed, jitter=head_jitter)
@@ -80,14 +99,14 @@ def make_videos(n_objects: int, videos_per_object: int, *, n_positions: int = 8,
     jitter = torch.randn(n_videos, 1, generator=gen, dtype=torch.float64)  # cpu: rendered on CPU
     jitter = angle_jitter * jitter
     theta = sweep + jitter  # (S, P)
-    shape = (n_videos, n_positions, size, n_positions * size)
+    shape = (n_videos, n_positions, size, (n_positions - 1) * stride + size)
     frames = torch.zeros(shape, dtype=torch.float64)  # cpu: rendered on the CPU
     for p in range(n_positions):  # P renders of all heads at once
         views = render_heads(heads, theta[:, p], size=size)  # (K, S, size, size)
         views = views[labels, torch.arange(n_videos)]  # cpu: (S, size, size): head k at its angle
-        frames[:, p, :, p * size:(p + 1) * size] = views
+        frames[:, p, :, p * stride:p * stride + size] = views
     rms = frames.pow(2).sum((-1, -2)).div(size * size).mean().sqrt().item()
-    return Videos(frames, labels, torch.arange(n_positions), rms)  # cpu: rendered on the CPU
+    return Videos(frames, labels, torch.arange(n_positions), rms, stride)  # cpu: CPU renders
 
 
 def object_templates(videos: Videos) -> Tensor:
@@ -97,10 +116,9 @@ def object_templates(videos: Videos) -> Tensor:
     every head equally well.
     """
     o = videos.objects
-    _, P, H, W = o.shape
-    box = torch.eye(P, dtype=o.dtype, device=o.device)
-    box = box.repeat_interleave(W // P, dim=1)[None, :, None, :]
-    mean = o.sum((-1, -2), keepdim=True) / (H * W / P)
+    H = o.shape[-2]
+    box = videos.squares()[None, :, None, :]  # (1, P, 1, W)
+    mean = o.sum((-1, -2), keepdim=True) / (H * H)
     return (o - mean) * box
 
 
@@ -115,8 +133,8 @@ def box_crops(videos: Videos, frames: Tensor, *, margin: float = 0.25) -> Tensor
     """
     check_real("margin", margin, low=0.0)
     _, P, H, W = frames.shape
-    side = W // P
-    centre = (torch.arange(P, device=frames.device) + 0.5) * side  # (P,)
+    side = H  # the head's square is H × H
+    centre = torch.arange(P, device=frames.device) * videos.stride + 0.5 * side  # (P,)
     x = torch.arange(W, device=frames.device) + 0.5  # (W,)
     box = ((x[None, :] - centre[:, None]).abs() < side * (0.5 + margin)).to(frames.dtype)
     box = box[None, :, None, :]  # (1, P, 1, W)
@@ -184,7 +202,6 @@ def cluttered(videos: Videos, contrast: float, *, kind: str = "patches", seed: i
     S, _, H, W = videos.objects.shape
     if contrast == 0:
         return videos.objects.clone()
-    P = videos.n_positions
     b = backgrounds(S, H, W, kind=kind, seed=seed)  # (S, H, W)
-    behind = 1.0 - torch.eye(P, dtype=b.dtype).repeat_interleave(W // P, dim=1)  # cpu: (P, W)
+    behind = 1.0 - videos.squares().to(b)  # (P, W)
     return videos.objects + contrast * videos.rms * b[:, None] * behind[None, :, None, :]
