@@ -288,3 +288,84 @@ def clustered_difference(a: Tensor, b: Tensor) -> tuple[float, float]:
         raise ValueError(f"a and b must be (H, m) with H >= 2 rows, got shape {tuple(a.shape)}")
     per_row = (a.to(torch.float64) - b.to(torch.float64)).mean(1)  # (H,)
     return per_row.mean().item(), (per_row.std() / math.sqrt(len(per_row))).item()
+
+
+def view_tuned(Y: Tensor, stored: Tensor, *, sigma2: float) -> Tensor:
+    """First stage of the hierarchy: view-tuned units r_j(y) = exp(−‖y − s_j‖² / 2σ²).
+
+    One unit per stored view s_j (the classic view-tuned cell of face patches ML/MF). When the
+    stored set is closed under the mirror reflection R (all views of symmetric heads at an
+    angle set symmetric about 0), R permutes the units: r(Ry) = Π r(y) with Π the permutation
+    that sends s_j to R s_j, an orthogonal involution, so the theorem of the mirror-symmetry
+    chapter holds for Hebbian units fed these responses with Π in place of R.
+
+    Args:
+        Y: (..., d) images; stored: (m, d) stored views; sigma2: σ² > 0.
+
+    Returns:
+        (..., m) responses.
+    """
+    if not isinstance(stored, Tensor) or stored.ndim != 2 or Y.shape[-1] != stored.shape[-1]:
+        raise ValueError(f"stored must be (m, d) with d = Y.shape[-1]; got "
+                         f"{tuple(getattr(stored, 'shape', ()))} and {tuple(Y.shape)}")
+    if isinstance(sigma2, bool) or not isinstance(sigma2, int | float) or not sigma2 > 0:
+        raise ValueError(f"sigma2 must be a positive number, got {sigma2!r}")
+    d2 = torch.cdist(Y.reshape(-1, Y.shape[-1]), stored).pow(2)  # (prod(...), m)
+    return torch.exp(-d2 / (2 * sigma2)).reshape(*Y.shape[:-1], len(stored))
+
+
+def random_combinations(Xc: Tensor, *, seed: int) -> Tensor:
+    """The alternative to Hebbian learning: w = Σ_v a_v x_v / ‖·‖, a_v ~ N(0, 1) per template.
+
+    A unit that stores a random mixture of its template's (centred) views, as any rule that
+    keeps views without extracting principal components would: it lives in the same span as
+    the Oja unit but has no reason to be even or odd. Xc: (B, n, d); returns (B, d).
+    """
+    Xb = _check_data(Xc, "Xc")
+    gen = torch.Generator().manual_seed(int(seed))  # cpu: the same mixtures on every device
+    a = torch.randn(Xb.shape[:2], generator=gen, dtype=Xb.dtype).to(Xb.device)  # (B, n)
+    w = torch.einsum("bn,bnd->bd", a, Xb)
+    return w / w.norm(dim=-1, keepdim=True).clamp_min(1e-300)
+
+
+def identified(features: Tensor, angles: Tensor) -> Tensor:
+    """(N, V, f) features of N heads at V views → (N, V) booleans: matched to its own frontal view.
+
+    Each head's frontal view (θ = 0) is the gallery; every view is a probe assigned to the
+    gallery entry of highest correlation across features.
+    """
+    if not isinstance(features, Tensor):
+        raise TypeError(f"features must be a torch.Tensor, got {type(features).__name__}")
+    frontal = torch.as_tensor(angles, device=features.device) == 0
+    if features.ndim != 3 or int(frontal.sum()) != 1 or features.shape[1] != len(frontal):
+        raise ValueError("features must be (N, V, f) with V = len(angles) and angles holding 0 "
+                         f"once; got {tuple(features.shape)}")
+    f = torch.nn.functional.normalize(features - features.mean(-1, keepdim=True), dim=-1)
+    scores = f @ f[:, frontal].squeeze(1).T  # (N, V, N gallery)
+    return scores.argmax(-1) == torch.arange(len(f), device=f.device)[:, None]
+
+
+def pooled(W: Tensor, Y: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
+    """Top layer: per template, the summed squared responses of its k units, (N, V, T).
+
+    W (T, k, d), Y (N, V, d), mean (T, d), scale (T,) as in :func:`unit_responses`.
+    """
+    return unit_responses(W, Y, mean, scale).sum(1).permute(1, 2, 0)
+
+
+def gains_over(correct: dict[str, Tensor], baseline: str, keep: Tensor) -> dict[str, tuple]:
+    """Per layer, (mean, clustered SE, mean / SE) of its gain over ``baseline`` on views ``keep``.
+
+    ``correct`` maps layer names to (N, V) booleans of :func:`identified`; the gain is the
+    per-head fraction of the kept views identified minus the baseline's, see
+    :func:`clustered_difference`. The baseline itself is left out.
+    """
+    if baseline not in correct:
+        raise ValueError(f"baseline must be one of {sorted(correct)}, got {baseline!r}")
+    out = {}
+    for name, c in correct.items():
+        if name != baseline:
+            mean, se = clustered_difference(c[:, keep], correct[baseline][:, keep])
+            z = mean / se if se > 0 else (0.0 if mean == 0 else math.copysign(math.inf, mean))
+            out[name] = (mean, se, z)
+    return out
