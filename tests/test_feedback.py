@@ -236,3 +236,66 @@ def test_grid_paired_difference_best_lr_and_no_angles():
     assert mean == pytest.approx(d.mean()) and se == pytest.approx(d.std(ddof=1) / 3**0.5)
     # best step by training loss: a step of 1e-4 barely moves in 30 steps
     assert res.best_lr("sign", "sgd", (1e-4, 0.1)) == 0.1
+
+
+@pytest.mark.parametrize(("rows", "widths"), [("mixed", [5, 7, 6, 3]), ("sorted", [5, 7, 6, 3]),
+                                             ("sorted", [5, 4, 4, 4, 4, 3])])  # full mode's depth
+def test_hand_written_pass_equals_autograd(rows, widths):
+    """loss_and_grads (no autograd graph) gives autograd's loss, gradients and batch-norm
+    running statistics, for every feedback and rule, with the rules' rows mixed or in runs."""
+    variants = [Variant(fb, q, rule, s) for s in (0, 1) for rule in ("sgd", "bn", "bm")
+                for fb, q in (("backprop", None), ("sign", None), ("sign", 0.25),
+                              ("fixed_random_sign", None), ("batch_random_sign", None),
+                              ("random", None))]
+    if rows == "sorted":
+        variants.sort(key=lambda v: v.rule)
+    nets = [BatchedFeedbackMLP(widths, variants, scale=0.5, dtype=torch.float64)
+            for _ in range(2)]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(len(variants), 8, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(3, (len(variants), 8), generator=gen)
+    loss = nets[0].loss(x, y)
+    expected = torch.autograd.grad(loss.sum(), nets[0].parameters())
+    got_loss, got = nets[1].loss_and_grads(x, y)
+    assert torch.allclose(got_loss, loss.detach(), atol=1e-12)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert g.shape == e.shape and torch.allclose(g, e, atol=1e-12)
+    for pair0, pair1 in zip(nets[0].running, nets[1].running, strict=True):
+        assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(pair0, pair1, strict=True))
+    true = torch.autograd.grad(nets[0].loss(x, y, true_gradient=True).sum(), nets[0].weights)
+    _, got_true = nets[1].loss_and_grads(x, y, true_gradient=True)
+    assert all(torch.allclose(g, e, atol=1e-12) for g, e in zip(got_true, true, strict=False))
+
+
+def test_stacked_feedback_matrices_follow_the_table():
+    """V of every model (α ∘ W + A ∘ sign(W) + B) equals feedback_matrix of its variant, also
+    after the batch-random magnitudes are redrawn."""
+    variants = [Variant(fb, q, "bm", 0) for fb, q in
+                (("backprop", 0.5), ("sign", None), ("sign", 0.0), ("fixed_random_sign", None),
+                 ("batch_random_sign", None), ("random", None))]
+    net = BatchedFeedbackMLP([4, 5, 3], variants, scale=2.0, dtype=torch.float64)
+    for redraw in (False, True):
+        if redraw:
+            net.redraw_magnitudes(torch.Generator().manual_seed(1))
+        for l, vs in enumerate(net.feedback_matrices()):
+            for m, v in enumerate(variants):
+                oracle = weight_symmetry.feedback_matrix(
+                    net.weights[l][m], v.feedback, sign_mask=net.masks[l][m],
+                    magnitude=net.magnitudes[l][m], scale=2.0)
+                assert torch.allclose(vs[m], oracle), (l, v)
+
+
+def test_grid_at_full_mode_depth_with_one_evaluation():
+    """Full mode's four hidden layers and the single final evaluation of the small sets."""
+    split = helpers.bundled("wine", seed=0)
+    variants = [Variant(fb, None, rule, s) for s in (0, 1) for rule in ("bn", "bm")
+                for fb in ("backprop", "batch_random_sign")]
+    res = train_feedback_grid(split.x_train, split.y_train, split.x_test, split.y_test,
+                              variants, hidden=(6, 6, 6, 6), steps=12, n_evals=1, angles=False)
+    assert res.test_acc.shape == (8, 1) and res.steps.tolist() == [12]
+    assert res.variants == variants  # rows come back in the caller's order
+    net = BatchedFeedbackMLP([13, 6, 6, 6, 6, 3], variants[:2])
+    grads = torch.autograd.grad(net.loss(split.x_train[:16].expand(2, -1, -1),
+                                         split.y_train[:16].expand(2, -1)).sum(), net.weights)
+    assert len(grads) == 5

@@ -30,7 +30,6 @@ from helpers.topics.weight_symmetry.feedback import (
     check_feedback,
     concordance_mask,
     feedback_matmul,
-    feedback_matrix,
     random_magnitudes,
 )
 
@@ -109,6 +108,21 @@ class GridResult:
         return lrs[int(np.argmin(score))]
 
 
+def _as_slice(idx: list[int]) -> slice | list[int]:
+    """``idx`` as a slice when it is a run of consecutive integers (views, no gather), else
+    unchanged."""
+    if idx and idx == list(range(idx[0], idx[0] + len(idx))):
+        return slice(idx[0], idx[0] + len(idx))
+    return idx
+
+
+def _runs(idx: list[int]) -> list[slice]:
+    """``idx`` (increasing) as its runs of consecutive integers, each a slice."""
+    starts = [i for k, i in enumerate(idx) if k == 0 or idx[k - 1] != i - 1]
+    ends = [i + 1 for k, i in enumerate(idx) if k == len(idx) - 1 or idx[k + 1] != i + 1]
+    return [slice(a, b) for a, b in zip(starts, ends, strict=True)]
+
+
 def _batch_norm(z, gamma, beta, running, training, momentum=0.1, eps=1e-5):
     if training:  # statistics over the minibatch, per model and unit
         mean = z.mean(1, keepdim=True)
@@ -147,8 +161,6 @@ class BatchedFeedbackMLP:
         self.device = device = torch.device(device)
         self.bn_idx = torch.tensor([i for i, v in enumerate(variants) if v.rule == "bn"],
                                    dtype=torch.long, device=device)
-        self.manhattan = torch.tensor([v.rule == "bm" for v in variants],
-                                      device=device)[:, None, None]
         seeds = sorted({v.seed for v in variants})
         pos = torch.tensor([seeds.index(v.seed) for v in variants])  # cpu: indexes CPU draws
         draws = [self._draw(s, dtype) for s in seeds]  # shared by all models of one seed
@@ -160,8 +172,9 @@ class BatchedFeedbackMLP:
         self.magnitudes = [stack("m", l).to(device) for l in range(n_layers)]
         self.masks = []
         for l in range(n_layers):  # nested: the +1 set for q < q' lies inside the one for q'
-            keys = stack("keys", l)
-            agree = keys.argsort(-1).argsort(-1) < torch.round(self.q[:, None] * keys.shape[-1])
+            keys = torch.stack([d["keys"][l] for d in draws])  # (seeds, out·in)
+            ranks = keys.argsort(-1).argsort(-1)[pos]  # ranked once per seed, not per model
+            agree = ranks < torch.round(self.q[:, None] * keys.shape[-1])
             random = torch.tensor([v.feedback == "random" for v in variants])[:, None]  # cpu: mask
             signs = torch.where(random, stack("r", l).flatten(1), torch.where(agree, 1.0, -1.0))
             self.masks.append(signs.reshape(self.weights[l].shape).to(device, dtype))
@@ -173,14 +186,33 @@ class BatchedFeedbackMLP:
         self.running = [[torch.zeros(m, 1, h, dtype=dtype, device=device),
                           torch.ones(m, 1, h, dtype=dtype, device=device)]
                         for h in hidden]
-        order = sorted(range(len(variants)), key=lambda i: variants[i].feedback)
-        self.inverse = torch.tensor(order, device=device).argsort()
-        names = [variants[i].feedback for i in order]  # contiguous groups of one feedback
-        self.groups = [(name, torch.tensor([i for i in order if variants[i].feedback == name],
-                                           device=device)) for name in dict.fromkeys(names)]
         self.redraw = torch.tensor([i for i, v in enumerate(variants)
                                     if v.feedback == "batch_random_sign"], dtype=torch.long,
                                    device=device)
+        self.bn_rows = _as_slice(self.bn_idx.tolist())  # a view when the bn models are a run
+        self.rule_rows = {r: _as_slice([i for i, v in enumerate(variants) if v.rule == r])
+                          for r in RULES}
+        self._coefficients = [self._feedback_coefficients(l) for l in range(n_layers)]
+        kinds = {"backprop": ("backprop",), "random": ("random",),
+                 "signs": ("sign", "fixed_random_sign", "batch_random_sign")}
+        self.feedback_runs = {k: _runs([i for i, v in enumerate(variants) if v.feedback in names])
+                              for k, names in kinds.items()}  # V's form: α W, A sign(W) or B
+
+    def _feedback_coefficients(self, l: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(α, A, B) of layer l with V = α ∘ W + A ∘ sign(W) + B for every model at once.
+
+        backprop: α = S; sign: A = scale·S; fixed/batch random-magnitude: A = scale·M∘S;
+        random: B = scale·M∘R (the other two zero in each case).
+        """
+        s, mag = self.masks[l], self.magnitudes[l]
+        kind = lambda *names: torch.tensor([v.feedback in names for v in self.variants],  # noqa: E731
+                                           device=self.device)[:, None, None]
+        zero = torch.zeros((), dtype=s.dtype, device=self.device)
+        alpha = torch.where(kind("backprop"), s, zero)
+        a = self.scale * torch.where(kind("sign"), s, torch.where(
+            kind("fixed_random_sign", "batch_random_sign"), mag * s, zero))
+        b = self.scale * torch.where(kind("random"), mag * s, zero)
+        return alpha, a, b
 
     def _draw(self, seed: int, dtype: torch.dtype) -> dict[str, list[torch.Tensor]]:
         gen = torch.Generator().manual_seed(seed)  # cpu: same initial weights on every device
@@ -205,29 +237,50 @@ class BatchedFeedbackMLP:
         """V for every layer, (M, out, in); ``true_gradient=True`` gives V = W for all."""
         if true_gradient:
             return [w.detach() for w in self.weights]
-        out = []
-        for w, s, mag in zip(self.weights, self.masks, self.magnitudes, strict=True):
-            parts = [feedback_matrix(w[idx], name, sign_mask=s[idx], magnitude=mag[idx],
-                                     scale=self.scale) for name, idx in self.groups]
-            out.append(torch.cat(parts)[self.inverse])
-        return out
+        return [self.feedback_matrix(l) for l in range(len(self.weights))]
+
+    def feedback_matrix(self, l: int) -> torch.Tensor:
+        """V of layer l, (M, out, in): α ∘ W + A ∘ sign(W) + B (see ``_feedback_coefficients``),
+        the table of :mod:`helpers.topics.weight_symmetry.feedback` for every model."""
+        alpha, a, b = self._coefficients[l]
+        w = self.weights[l].detach()
+        v = torch.empty_like(w)
+        for r in self.feedback_runs["backprop"]:  # each run of rows at once: views, no gathers
+            torch.mul(alpha[r], w[r], out=v[r])
+        for r in self.feedback_runs["signs"]:
+            torch.mul(a[r], torch.sign(w[r]), out=v[r])
+        for r in self.feedback_runs["random"]:
+            v[r] = b[r]
+        return v
 
     def redraw_magnitudes(self, generator: torch.Generator) -> None:
-        """New magnitudes M for the ``batch_random_sign`` models (called once per batch)."""
+        """New magnitudes M for the ``batch_random_sign`` models (called once per batch).
+
+        The first layer's are left alone: its V would only send an error to the input, which
+        nothing uses.
+        """
         if len(self.redraw):
-            for i, mag in enumerate(self.magnitudes):
+            for l in range(1, len(self.weights)):
+                mag, a = self.magnitudes[l], self._coefficients[l][1]
                 fresh = random_magnitudes((len(self.redraw), *mag.shape[1:]),
                                           generator=generator, dtype=mag.dtype,
                                           device=mag.device)
-                self.magnitudes[i] = mag.index_copy(0, self.redraw, fresh)
+                mag.index_copy_(0, self.redraw, fresh)
+                a.index_copy_(0, self.redraw, self.scale * fresh * self.masks[l][self.redraw])
 
     def forward(self, x: torch.Tensor, *, training: bool = True,
                 true_gradient: bool = False) -> torch.Tensor:
         """Logits (M, n, k) for inputs (M, n, d)."""
-        vs = self.feedback_matrices(true_gradient=true_gradient)
+        if torch.is_grad_enabled():
+            vs = self.feedback_matrices(true_gradient=true_gradient)
+        else:  # no backward pass: V plays no part
+            vs = [None] * len(self.weights)
         h = x
         for l, (w, b, v) in enumerate(zip(self.weights, self.biases, vs, strict=True)):
-            z = feedback_matmul(h, w, v) + b  # (M, n, out)
+            if v is None:
+                z = torch.baddbmm(b, h, w.transpose(1, 2))  # (M, n, out)
+            else:
+                z = feedback_matmul(h, w, v) + b  # (M, n, out)
             if l == len(self.weights) - 1:
                 return z
             if len(self.bn_idx):  # normalise only the batch-norm models
@@ -249,9 +302,82 @@ class BatchedFeedbackMLP:
         eta = lr.reshape(-1, 1, 1).to(self.weights[0].dtype)
         n_layer = 2 * len(self.weights)  # weights and biases: every model, any rule
         for p, g in zip(self.parameters()[:n_layer], grads[:n_layer], strict=True):
-            p.sub_(eta * torch.where(self.manhattan, torch.sign(g), g))
+            for rule, rows in self.rule_rows.items():
+                if rows:
+                    d = torch.sign(g[rows]) if rule == "bm" else g[rows]
+                    part = p[rows].addcmul_(eta[rows], d, value=-1)  # a view when rows is a slice
+                    if not isinstance(rows, slice):
+                        p[rows] = part
         for p, g in zip(self.parameters()[n_layer:], grads[n_layer:], strict=True):
             p.sub_(eta[self.bn_idx] * g)  # batch-norm γ, β: only "bn" models have them
+
+    @torch.no_grad()
+    def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, *,
+                       true_gradient: bool = False
+                       ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Per-model loss (M,) and the gradient of its sum with respect to ``parameters()``,
+        by a hand-written backward pass (training mode: batch statistics, running ones updated).
+
+        The same numbers as ``autograd.grad(self.loss(x, y).sum(), self.parameters())`` (a unit
+        test checks it in float64) without the autograd graph: with e_L = (softmax − onehot)/n
+        at the logits, ∂W_l = e_lᵀ h_{l−1}, ∂b_l = Σ_n e_l, and the error below layer l is
+        e_l V_l (V_l = W_l for backprop), masked by the ReLU and passed through batch
+        normalisation's backward (``_batch_norm_backward``). The input's error is never formed.
+        """
+        n_layers = len(self.weights)
+        hs, caches = [x], []
+        for l in range(n_layers - 1):
+            z = torch.baddbmm(self.biases[l], hs[-1], self.weights[l].transpose(1, 2))
+            if len(self.bn_idx):
+                caches.append(self._batch_norm_forward(z, l))
+            hs.append(z.clamp_min_(0))  # ReLU in place: z is not needed again
+        logits = torch.baddbmm(self.biases[-1], hs[-1], self.weights[-1].transpose(1, 2))
+        logp = logits - logits.amax(-1, keepdim=True)  # (M, n, k) log-softmax by hand: the
+        logp -= logp.exp().sum(-1, keepdim=True).log_()  # library's is slow for k = 2 or 3
+        loss = -logp.gather(-1, y[..., None]).squeeze(-1).mean(1)
+        e = logp.exp_().scatter_add_(-1, y[..., None], -torch.ones_like(logp[..., :1]))
+        e /= y.shape[1]  # ∂(mean cross-entropy)/∂logits
+        g_w, g_b, g_gamma, g_beta = [None] * n_layers, [None] * n_layers, [], []
+        for l in reversed(range(n_layers)):
+            g_w[l] = e.transpose(1, 2) @ hs[l]  # (M, out, in)
+            g_b[l] = e.sum(1, keepdim=True)
+            if l == 0:
+                break
+            v = self.weights[l] if true_gradient else self.feedback_matrix(l)
+            e = torch.ops.aten.threshold_backward(e @ v, hs[l], 0)  # ReLU': e where h > 0
+            if len(self.bn_idx):
+                gg, gb = self._batch_norm_backward(e, caches[l - 1], l - 1)
+                g_gamma.insert(0, gg)
+                g_beta.insert(0, gb)
+        bn = [*g_gamma, *g_beta] if len(self.bn_idx) else []
+        return loss, [*g_w, *g_b, *bn]
+
+    def _batch_norm_forward(self, z: torch.Tensor, l: int, momentum: float = 0.1,
+                            eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalise the bn models' rows of z in place (as ``_batch_norm`` in training mode);
+        return (x̂, 1/σ) for the backward pass."""
+        zb = z[self.bn_rows]
+        mean = zb.mean(1, keepdim=True)
+        var = (zb - mean).square_().mean(1, keepdim=True)
+        self.running[l][0].lerp_(mean, momentum)
+        self.running[l][1].lerp_(var, momentum)
+        inv_std = (var + eps).rsqrt_()
+        xhat = (zb - mean).mul_(inv_std)
+        z[self.bn_rows] = torch.addcmul(self.betas[l], xhat, self.gammas[l])
+        return xhat, inv_std
+
+    def _batch_norm_backward(self, e: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor],
+                             l: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Through y = γ x̂ + β, x̂ = (z − μ)/σ over the batch: in place on the bn rows of e,
+        ∂z = (1/σ)(∂x̂ − mean ∂x̂ − x̂ mean(∂x̂ x̂)) with ∂x̂ = γ ∂y; returns (∂γ, ∂β)."""
+        xhat, inv_std = cache
+        eb = e[self.bn_rows]
+        g_beta = eb.sum(1, keepdim=True)
+        g_gamma = (eb * xhat).sum(1, keepdim=True)
+        dx = eb * self.gammas[l]
+        proj = (dx * xhat).mean(1, keepdim=True)
+        e[self.bn_rows] = (dx - dx.mean(1, keepdim=True)).sub_(xhat * proj).mul_(inv_std)
+        return g_gamma, g_beta
 
 
 def _angle(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
@@ -284,6 +410,11 @@ def train_feedback_grid(x_train: torch.Tensor, y_train: torch.Tensor, x_test: to
     if set(lr) != set(RULES) or not all(v > 0 for v in lr.values()):
         raise ValueError(f"lr must map rules {RULES} to positive step sizes, got {lr}")
     k = int(torch.cat([y_train, y_test]).max()) + 1
+    for v in variants:
+        check_choice("rule", v.rule, RULES)
+    order = sorted(range(len(variants)), key=lambda i: (RULES.index(variants[i].rule),
+                                                        variants[i].feedback))
+    variants = [variants[i] for i in order]  # runs of one rule and feedback: views, not gathers
     net = BatchedFeedbackMLP([x_train.shape[1], *hidden, k], variants, scale=scale,
                              dtype=x_train.dtype, device=x_train.device)  # validates
     eta = torch.tensor([v.lr if v.lr is not None else lr[v.rule] for v in variants],
@@ -306,38 +437,34 @@ def train_feedback_grid(x_train: torch.Tensor, y_train: torch.Tensor, x_test: to
                            for g in batch_gens])
         idx = idx[pos].to(x_train.device)  # (M, b)
         net.redraw_magnitudes(gen)
-        loss = net.loss(x_train[idx], y_train[idx])
-        grads = torch.autograd.grad(loss.sum(), net.parameters())
+        _, grads = net.loss_and_grads(x_train[idx], y_train[idx])
         net.step(grads, eta)
         if t in eval_at:
             at.append(t)
-            if angles:
-                probe_loss, probe_angle = _gradient_angle(net, xp, yp)
-            else:  # the loss alone: one forward pass, no gradients
-                saved = [[r.clone() for r in pair] for pair in net.running]
-                with torch.no_grad():
-                    probe_loss = net.loss(xp, yp).double()
-                net.running = saved
-                probe_angle = torch.full_like(probe_loss, math.nan)
+            saved = [[r.clone() for r in pair] for pair in net.running]  # the probe must not
+            probe_loss, probe_angle = _probe(net, xp, yp, angles)  # move batch-norm statistics
+            net.running = saved
             angle.append(probe_angle)
             loss_curve.append(probe_loss)
             with torch.no_grad():
                 logits = net.forward(x_test.expand(m, -1, -1), training=False)
                 ok = (logits.argmax(-1) == y_test) & torch.isfinite(logits).all(-1)
                 acc.append(ok.double().mean(1))
-    as_np = lambda rows: torch.stack(rows, 1).cpu().numpy()  # noqa: E731
-    return GridResult(list(variants), np.asarray(at), as_np(acc), as_np(loss_curve),
-                      as_np(angle))
+    back = np.argsort(order)  # rows in the caller's order of variants
+    as_np = lambda rows: torch.stack(rows, 1).cpu().numpy()[back]  # noqa: E731
+    return GridResult([variants[i] for i in back], np.asarray(at), as_np(acc),
+                      as_np(loss_curve), as_np(angle))
 
 
-def _gradient_angle(net: BatchedFeedbackMLP, x: torch.Tensor,
-                    y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _probe(net: BatchedFeedbackMLP, x: torch.Tensor, y: torch.Tensor,
+           angles: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Probe-batch loss (M,) and the angle (degrees) between the hidden weights' gradient
-    computed with the feedback and the true gradient (V = W)."""
-    saved = [[r.clone() for r in pair] for pair in net.running]  # probe must not move BN stats
-    hidden_w = net.weights[:-1]
-    loss = net.loss(x, y)
-    g_fb = torch.autograd.grad(loss.sum(), hidden_w)
-    g_true = torch.autograd.grad(net.loss(x, y, true_gradient=True).sum(), hidden_w)
-    net.running = saved
-    return loss.detach().double(), _angle(list(g_fb), list(g_true)).double()
+    computed with the feedback and the true gradient (V = W); NaN angles if not ``angles``."""
+    if not angles:  # the loss alone: one forward pass, no gradients
+        with torch.no_grad():
+            loss = net.loss(x, y).double()
+        return loss, torch.full_like(loss, math.nan)
+    hidden = slice(0, len(net.weights) - 1)
+    loss, g_fb = net.loss_and_grads(x, y)
+    _, g_true = net.loss_and_grads(x, y, true_gradient=True)
+    return loss.double(), _angle(g_fb[hidden], g_true[hidden]).double()
