@@ -157,3 +157,38 @@ def test_mean_field_init_sets_the_scales_and_trains():
 def test_bad_input_names_the_parameter(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_full_mode_paths_at_small_width():
+    # Full mode runs the chapter's code at sizes quick mode never meets: random networks of
+    # depth 100 on both EOCs (the map placed over (nets, layers, pairs) arrays) and trained
+    # tanh networks of depth 100 (train_depths [10, 25, 50, 100], η = min(0.02, 40/(N L))).
+    # The same calls at width 8 and two steps: shapes, finiteness and the step-size rule.
+    import helpers
+
+    sigma_b = 0.2
+    sigma_eoc = float(mf.edge_of_chaos(sigma_b))
+    q_star = float(mf.variance_fixed_point(sigma_eoc, sigma_b))
+    c_starts, depth, n_nets = [-0.5, 0.0, 0.5, 0.9], 100, 2
+    for act, sb, sw, q0 in (("relu", 0.0, math.sqrt(2), 1.0), ("tanh", sigma_b, sigma_eoc, q_star)):
+        z0 = mf.correlated_inputs(c_starts, q0, 16, seed=0)
+        g = mf.random_network_gram(z0, depth, sw, sb, act, n_nets=n_nets, seed=0).numpy()
+        assert g.shape == (n_nets, depth + 1, 5, 5) and np.isfinite(g).all()
+        q_sim = np.diagonal(g, axis1=-2, axis2=-1)
+        q_pair = np.sqrt(q_sim[..., :1] * q_sim[..., 1:])
+        c_sim = g[..., 0, 1:] / q_pair
+        c_next = mf.correlation_map(c_sim[:, :-1], q_pair[:, :-1], sw, sb, act)
+        assert c_next.shape == (n_nets, depth, 4) and np.isfinite(c_next).all()
+        _, delta = mf.correlation_trajectory(0.0, depth, sw, sb, act, q0=q0)
+        assert len(delta) == depth + 1
+    factors = np.array([0.6, 0.8, 1.0, 1.25, 1.6, 2.0, 2.5])
+    x = torch.randn(40, 64, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(40) % 10
+    width = 8
+    net = helpers.BatchedMLP([64] + [width] * depth + [10], seeds=range(len(factors)),
+                             activation=torch.tanh)
+    mf.mean_field_init_(net, factors * sigma_eoc, sigma_b, seed=depth)
+    helpers.train_batched(net, x, y, lr=min(0.02, 40 / (width * depth)), steps=2,
+                          batch_size=32, seed=depth)
+    acc = helpers.batched_accuracy(net, x, y).numpy()
+    assert acc.shape == (len(factors),) and ((0 <= acc) & (acc <= 1)).all()
