@@ -6,10 +6,12 @@ import torch
 import helpers
 from helpers.topics.resnet_rnn import (
     ResidualStack,
+    StackedStacks,
     classifier_accuracy,
     rnn_unroll,
     spirals,
     train_classifier,
+    train_together,
 )
 
 
@@ -147,3 +149,95 @@ def test_spirals_smoke_shared_and_unshared_train_small():
 def test_spirals_bad_input(kwargs):
     with pytest.raises(ValueError, match="n_train|turns"):
         spirals(**kwargs)
+
+
+def _mixed_nets(dtype=torch.float64):
+    # every kind of network the chapter stacks: depths 1..3, shared or not, with or without skip
+    return [ResidualStack(2, 6, 3, T, shared=sh, skip=sk, runs=2, seed=T + 7 * sh, dtype=dtype)
+            for T, sh, sk in [(1, True, True), (3, True, True), (3, False, True),
+                              (3, True, False), (2, False, False)]]
+
+
+def test_stacked_stacks_forward_and_gradient_match_each_network_by_autograd():
+    nets = _mixed_nets()
+    stack = StackedStacks(nets)
+    assert stack.runs == 10 and stack.T == 3
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(stack.runs, 5, 2, generator=gen, dtype=torch.float64)
+    w = torch.randn(stack.runs, 5, 3, generator=gen, dtype=torch.float64)
+    out = stack(x)
+    ref = torch.cat([n(xi) for n, xi in zip(nets, stack.split(x), strict=True)])
+    assert (out - ref).abs().max() < 1e-13
+    (out * w).sum().backward()
+    (ref * w).sum().backward()  # the oracle: autograd through each network on its own
+    for name in StackedStacks.NAMES:
+        for net, g in zip(nets, stack.split(getattr(stack, name).grad), strict=True):
+            g_ref = getattr(net, name).grad
+            if g.dim() == 4:  # blocks: a shared block's copies all carry the summed gradient
+                g_ref = g_ref.expand(net.runs, stack.T, *g_ref.shape[2:]) if net.shared else \
+                    torch.cat([g_ref, g_ref.new_zeros(net.runs, stack.T - net.T,
+                                                       *g_ref.shape[2:])], 1)
+            assert torch.allclose(g, g_ref, atol=1e-12), (name, net.T, net.shared, net.skip)
+
+
+def test_stacked_training_keeps_tied_blocks_tied_and_matches_separate_training():
+    split = spirals(128, 64, turns=1, seed=0)
+    nets = _mixed_nets()
+    stack = StackedStacks(nets)
+    acc = train_classifier(stack, split, epochs=1, batch_size=32, seed=0)
+    assert acc.shape == (stack.runs,)
+    for lo, hi in stack.tied:  # copies of a shared block stay equal to the last bit
+        assert torch.equal(stack.W1[lo:hi], stack.W1[lo:hi, :1].expand_as(stack.W1[lo:hi]))
+    # the stack's first network, trained alone on the same sample orders (one epoch: the
+    # stack's first runs draw the first orders), ends at the same weights
+    first = _mixed_nets()[0]
+    train_classifier(first, split, epochs=1, batch_size=32, seed=0)
+    assert torch.allclose(stack.A[:2], first.A, atol=1e-12)
+    assert torch.allclose(stack.W2[:2, :1], first.W2, atol=1e-12)
+    assert torch.allclose(stack.split(acc)[0], classifier_accuracy(first, split))
+
+
+def test_stacked_stacks_bad_input():
+    with pytest.raises(TypeError, match="nets"):
+        StackedStacks([])
+    with pytest.raises(ValueError, match="nets must share"):
+        StackedStacks([ResidualStack(2, 4, 2, 1, shared=True),
+                       ResidualStack(2, 5, 2, 1, shared=True)])
+    with pytest.raises(ValueError, match="batch norm"):
+        StackedStacks([ResidualStack(2, 4, 2, 1, shared=True, norm="shared")])
+
+
+def test_full_mode_configurations_train_as_one_stack():
+    # Full mode sweeps T in {1, 2, 4, 8, 16}: shared networks at every T, unshared for T > 1,
+    # plus the shared network without skip at T = 8, one StackedStacks per depth. The
+    # chapter's cell at width 4, one epoch: every network gets its accuracies and its
+    # parameter count, keyed as the figure reads them.
+    Ts, runs = [1, 2, 4, 8, 16], 2
+    configs = [(T, True, True) for T in Ts] + [(T, False, True) for T in Ts if T > 1] + \
+        [(8, True, False)]
+    nets = [ResidualStack(2, 4, 2, T, shared=sh, skip=sk, runs=runs, seed=T + 100 * sh)
+            for T, sh, sk in configs]
+    split = spirals(64, 32, turns=1, seed=0)
+    per_net = train_together(nets, split, epochs=1, batch_size=32, seed=0)
+    accuracy = dict(zip(configs, per_net, strict=True))
+    n_params = {(T, sh): n.n_parameters() for (T, sh, _), n in zip(configs, nets, strict=True)}
+    accuracy[1, False, True], n_params[1, False] = accuracy[1, True, True], n_params[1, True]
+    for T in Ts:
+        for shared in (True, False):
+            assert accuracy[T, shared, True].shape == (runs,) and (T, shared) in n_params
+    assert accuracy[8, True, False].shape == (runs,)
+    assert n_params[16, False] > n_params[16, True] == n_params[1, True]
+
+
+def test_train_together_groups_by_depth_like_one_stack_per_depth():
+    split = spirals(64, 32, turns=1, seed=0)
+    nets = _mixed_nets(torch.float32)
+    got = train_together(nets, split, epochs=1, batch_size=32, seed=0)
+    fresh = _mixed_nets(torch.float32)
+    depth3 = StackedStacks([fresh[i] for i in (1, 2, 3)])
+    want = depth3.split(train_classifier(depth3, split, epochs=1, batch_size=32, seed=0))
+    for i, w in zip((1, 2, 3), want, strict=True):
+        assert torch.equal(got[i], w)
+    assert [g.shape for g in got] == [(n.runs,) for n in nets]
+    with pytest.raises(TypeError, match="nets"):
+        train_together([], split)

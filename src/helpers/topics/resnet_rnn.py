@@ -5,7 +5,8 @@ and Visual Cortex" {liao2016bridging}: the recurrence h_{t+1} = h_t + f(h_t), un
 steps, is a depth-T ResNet whose blocks share one set of weights. :class:`ResidualStack` builds
 both (``shared=True``: one block applied T times, the RNN; ``shared=False``: T blocks, the
 ResNet), for R independent models at once (a leading "runs" dimension on every weight), so
-that several seeds train in one batched loop.
+that several seeds train in one batched loop; :class:`StackedStacks` goes one step further and
+trains stacks of different depth, sharing and skip as one batched model.
 
 Introduced in the chapter "ResNets are unrolled recurrent networks" (book/depth/resnet_rnn).
 """
@@ -129,6 +130,112 @@ class ResidualStack(nn.Module):
         return net.train(self.training)
 
 
+class StackedStacks(nn.Module):
+    """Several :class:`ResidualStack` s, of any depth T_i, sharing and skip, trained as one model.
+
+    Run r of the stack belongs to network i; with T = max_i T_i, step t < T of run r is
+
+        h_{t+1} = k_{rt} h_t + m_{rt} f_{rt}(h_t), m_{rt} = [t < T_i], k_{rt} = max(s_i, 1 − m_{rt})
+
+    (s_i = 1 with the identity path, else 0: a network of depth T_i idles for its last T − T_i
+    steps, and k = 0 drops the identity path).
+    The weights are copies of the networks', stacked to (R, T, ...) with R = Σ_i R_i runs: a
+    shared network's block is repeated T times and an unshared one padded with zero blocks.
+    Tied weights stay tied because a shared network's T copies get the same gradient, the sum
+    over steps of the per-step gradients (the chain rule through θ ↦ (θ, …, θ), i.e.
+    back-propagation through time), and Adam treats equal values with equal gradients equally.
+    The gradient is written out by hand (:class:`_StackGrad`, tested against autograd on the
+    networks themselves): one step costs a few batched products per block for all R runs,
+    without one autograd graph per network. Networks must agree on d_in, width, n_classes and
+    dtype, without batch norm. Chapter "ResNets are unrolled recurrent networks".
+    """
+
+    NAMES = ("A", "a", "W1", "b1", "W2", "b2", "C", "c")
+
+    def __init__(self, nets: list[ResidualStack]):
+        super().__init__()
+        if not isinstance(nets, list | tuple) or not nets or not all(
+                isinstance(n, ResidualStack) for n in nets):
+            raise TypeError("nets must be a non-empty list of ResidualStack")
+        shapes = {(n.A.shape[1], n.W1.shape[-1], n.C.shape[-1], n.A.dtype) for n in nets}
+        if len(shapes) > 1 or any(n.norm is not None for n in nets):
+            raise ValueError(f"nets must share (d_in, width, n_classes, dtype) and have no "
+                             f"batch norm, got {sorted(map(str, shapes))}")
+        self.T, self.runs = max(n.T for n in nets), sum(n.runs for n in nets)
+        self.sizes = [n.runs for n in nets]
+        for name in self.NAMES:
+            self.register_parameter(name, nn.Parameter(torch.cat(
+                [self._tile(n, getattr(n, name).detach()) for n in nets]).clone()))
+        starts = torch.tensor([0, *self.sizes]).cumsum(0).tolist()  # cpu: run offsets
+        self.tied = [(a, b) for a, b, n in zip(starts, starts[1:], nets, strict=False)
+                     if n.shared]  # rows whose T blocks are one shared block
+        dev, dtype = nets[0].A.device, nets[0].A.dtype
+        active = torch.tensor([[float(t < n.T) for t in range(self.T)] for n in nets
+                               for _ in range(n.runs)], dtype=dtype, device=dev)  # (R, T)
+        skip = torch.tensor([float(n.skip) for n in nets for _ in range(n.runs)], dtype=dtype,
+                            device=dev)  # (R,)
+        self.register_buffer("gain", active.T[..., None, None].contiguous())  # (T, R, 1, 1)
+        self.register_buffer("keep", torch.maximum(skip[:, None], 1 - active).T[..., None, None]
+                             .contiguous())  # (T, R, 1, 1): 1 keeps h_t, 0 replaces it
+
+    def _tile(self, net: ResidualStack, w: torch.Tensor) -> torch.Tensor:
+        if w.dim() < 4:  # A, a, C, c
+            return w
+        if net.shared:
+            return w.expand(net.runs, self.T, *w.shape[2:])
+        return torch.cat([w, w.new_zeros(net.runs, self.T - net.T, *w.shape[2:])], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (R, B, n_classes) for inputs (R, B, d_in)."""
+        return _StackGrad.apply(x, self.keep, self.gain, self.tied,
+                                *(getattr(self, k) for k in self.NAMES))
+
+    def split(self, values: torch.Tensor) -> list[torch.Tensor]:
+        """Per-run ``values`` (R, ...) cut into one piece per network, in order."""
+        return list(values.split(self.sizes))
+
+
+class _StackGrad(torch.autograd.Function):
+    """The forward pass of :class:`StackedStacks` and its gradient, written out.
+
+    Backward, with g = ∂L/∂h_{t+1}: g_f = m_t g; ∂W2_t = a_tᵀ g_f; g_a = g_f W2_tᵀ ⊙ [a_t > 0];
+    ∂W1_t = h_tᵀ g_a; ∂L/∂h_t = k_t g + g_a W1_tᵀ; biases sum over the batch; tied rows then
+    receive Σ_t ∂W_t in every copy.
+    """
+
+    @staticmethod
+    def forward(ctx, x, keep, gain, tied, A, a, W1, b1, W2, b2, C, c):  # noqa: ANN001
+        blocks = [t.unbind(1) for t in (W1, b1, W2, b2)]
+        hs, acts = [torch.baddbmm(a, x, A).clamp_(min=0)], []  # h_0 (R, B, d)
+        for t, (w1, c1, w2, c2) in enumerate(zip(*blocks, strict=True)):
+            acts.append(torch.baddbmm(c1, hs[-1], w1).clamp_(min=0))  # (R, B, d)
+            hs.append(torch.baddbmm(c2, acts[-1], w2).mul_(gain[t]).addcmul_(keep[t], hs[-1]))
+        ctx.save_for_backward(x, keep, gain, A, W1, W2, C, *hs, *acts)
+        ctx.tied, ctx.T = tied, len(acts)
+        return torch.baddbmm(c, hs[-1], C)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: ANN001
+        x, keep, gain, A, W1, W2, C, *rest = ctx.saved_tensors
+        hs, acts = rest[:ctx.T + 1], rest[ctx.T + 1:]
+        gC, gc = hs[-1].transpose(1, 2) @ g, g.sum(1, keepdim=True)
+        g = g @ C.transpose(1, 2)  # ∂L/∂h_T
+        grads = {k: [None] * ctx.T for k in ("W1", "b1", "W2", "b2")}
+        for t in reversed(range(ctx.T)):
+            gf = g * gain[t]
+            grads["W2"][t], grads["b2"][t] = acts[t].transpose(1, 2) @ gf, gf.sum(1, keepdim=True)
+            ga = (gf @ W2[:, t].transpose(1, 2)).mul_(acts[t] > 0)
+            grads["W1"][t], grads["b1"][t] = hs[t].transpose(1, 2) @ ga, ga.sum(1, keepdim=True)
+            g = torch.baddbmm(g * keep[t], ga, W1[:, t].transpose(1, 2))
+        g = g.mul_(hs[0] > 0)
+        stacked = {k: torch.stack(v, 1) for k, v in grads.items()}  # (R, T, ...)
+        for lo, hi in ctx.tied:
+            for v in stacked.values():
+                v[lo:hi] = v[lo:hi].sum(1, keepdim=True)
+        return (None, None, None, None, x.transpose(1, 2) @ g, g.sum(1, keepdim=True),
+                stacked["W1"], stacked["b1"], stacked["W2"], stacked["b2"], gC, gc)
+
+
 def rnn_unroll(cell, h0: torch.Tensor, T: int, *, skip: bool = True) -> torch.Tensor:  # noqa: ANN001
     """h_T of the recurrence h_{t+1} = h_t + cell(h_t) (or cell(h_t) without skip), T steps."""
     check_int("T", T, low=0)
@@ -138,7 +245,11 @@ def rnn_unroll(cell, h0: torch.Tensor, T: int, *, skip: bool = True) -> torch.Te
     return h
 
 
-def train_classifier(model: ResidualStack, split, *, epochs: int = 30,  # noqa: ANN001
+def _dtype(model: nn.Module) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
+def train_classifier(model: ResidualStack | StackedStacks, split, *, epochs: int = 30,  # noqa: ANN001
                      batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 0.0,
                      seed: int = 0) -> torch.Tensor:
     """Mini-batch AdamW (decoupled ``weight_decay``) on cross-entropy, all R runs at once.
@@ -153,7 +264,7 @@ def train_classifier(model: ResidualStack, split, *, epochs: int = 30,  # noqa: 
     for name, v in (("epochs", epochs), ("batch_size", batch_size)):
         check_int(name, v, low=1)
     check_positive("lr", lr)
-    x, y = split.x_train.to(model.A.dtype), split.y_train
+    x, y = split.x_train.to(_dtype(model)), split.y_train
     gen = torch.Generator().manual_seed(seed)  # cpu: same sample orders on every device
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     n, R = len(x), model.runs
@@ -174,11 +285,31 @@ def train_classifier(model: ResidualStack, split, *, epochs: int = 30,  # noqa: 
     return classifier_accuracy(model, split)
 
 
-def classifier_accuracy(model: ResidualStack, split) -> torch.Tensor:  # noqa: ANN001
+def train_together(nets: list[ResidualStack], split, **kwargs) -> list[torch.Tensor]:  # noqa: ANN001
+    """Train ``nets`` with :func:`train_classifier`, one :class:`StackedStacks` per depth T.
+
+    Networks of equal depth share one batched model (none idles through padded steps); every
+    group uses the same ``kwargs`` (epochs, lr, seed, …). Returns each network's (R_i,) test
+    accuracy, in the order of ``nets``; the networks themselves are not modified.
+    """
+    if not isinstance(nets, list | tuple) or not nets:
+        raise TypeError("nets must be a non-empty list of ResidualStack")
+    accuracy: list[torch.Tensor | None] = [None] * len(nets)
+    for T in sorted({n.T for n in nets}):
+        members = [i for i, n in enumerate(nets) if n.T == T]
+        stack = StackedStacks([nets[i] for i in members])
+        for i, acc in zip(members, stack.split(train_classifier(stack, split, **kwargs)),
+                          strict=True):
+            accuracy[i] = acc
+    return accuracy
+
+
+def classifier_accuracy(model: ResidualStack | StackedStacks, split) -> torch.Tensor:  # noqa: ANN001
     """(R,) accuracy on ``split.x_test`` in evaluation mode."""
     model.eval()
     with torch.no_grad():
-        pred = model(split.x_test.to(model.A.dtype)).argmax(-1)  # (R, n_test)
+        x = split.x_test.to(_dtype(model))
+        pred = model(x.expand(model.runs, *x.shape)).argmax(-1)  # (R, n_test)
     return (pred == split.y_test).to(torch.float64).mean(1)
 
 
