@@ -125,3 +125,25 @@ def test_growth_fits_recover_known_laws():
 def test_bad_input_names_the_parameter(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_full_mode_depth_and_checks_at_small_width():
+    # Full mode propagates 200 layers (512 inputs, width 512); quick mode 100. The chapter's
+    # full-size path at width 16: every architecture stays finite over 200 layers (the noise
+    # is renormalised, so χ ~ e^{0.19·200} cannot overflow), r_eff is computed every 5
+    # layers and at the last, and the fits and the χ_L band of the checks apply.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 64, generator=gen, dtype=torch.float64)
+    depth, s = 200, 1 - 1 / math.pi
+    layers = np.arange(depth + 2)
+    runs = {a: prop.propagate(x, a, depth, 16, seed=1, reff_every=5) for a in prop.ARCHITECTURES}
+    for arch, run in runs.items():
+        assert run.chi.shape == (depth + 2,) and np.isfinite(run.chi).all(), arch
+        keep = ~np.isnan(run.reff_signal)
+        assert keep[layers % 10 == 0].all() and keep[-1]
+        fits = prop.growth_fits(layers[1:], run.chi[1:])
+        assert np.isfinite([v for pair in fits.values() for v in pair]).all()
+    assert np.log(runs["bn_ff"].chi[-1]) > 10  # exponential: e^{κ L} with κ ≈ 0.19 at L = 200
+    S0 = math.exp(runs["bn_resnet"].log_mu2_signal[1])
+    log_chi_pred = (1 / s**2 - 1) / 2 * math.log((S0 + s * depth) / S0)
+    assert 0 < log_chi_pred < np.log(runs["bn_ff"].chi[-1])
