@@ -14,6 +14,7 @@ from helpers.topics.greedy_layerwise import (
     linear_probe,
     mlp_block,
     paired_difference,
+    shift_images,
     stage_features,
     train_end_to_end,
     train_greedy,
@@ -115,3 +116,56 @@ def test_paired_difference_oracle_and_per_sample():
     net = torch.nn.Linear(2, 2)
     per = accuracy(net, x, y, per_sample=True)
     assert per.double().mean().item() == pytest.approx(accuracy(net, x, y))
+
+
+def test_shift_images_oracle():
+    """Each image is moved by its own offset in {−s..s}², zero-filled: checked against
+    torch.roll on images whose border is blank (nothing falls off)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(50, 2, 8, 8)
+    x[:, :, 1:7, 1:7] = torch.randn(50, 2, 6, 6, generator=gen)  # a blank 1-pixel border
+    assert torch.equal(shift_images(x, 0, seed=3), x)
+    out = shift_images(x, 1, seed=3)
+    seen = set()
+    for m in range(len(x)):
+        match = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                 if torch.equal(out[m], torch.roll(x[m], (-dy, -dx), dims=(1, 2)))]
+        assert len(match) == 1, m
+        seen.add(match[0])
+    assert len(seen) == 9  # every offset occurs among 50 images
+    assert torch.equal(shift_images(x, 1, seed=3), out)  # the seed fixes the offsets
+    with pytest.raises(ValueError, match="max_shift"):
+        shift_images(x, -1, seed=0)
+    with pytest.raises(ValueError, match="x must"):
+        shift_images(x[0], 1, seed=0)
+
+
+@pytest.mark.parametrize("channels", [[4, 8, 8], [6, 12, 12]])  # the chapter's two modes, scaled
+def test_conv_stack_greedy_and_end_to_end_on_shifted_images(channels):
+    """The chapter's convolutional stack for any channel widths (full mode doubles them):
+    greedy stages with spatial heads, end-to-end training and per-stage features."""
+    gen = torch.Generator().manual_seed(0)
+    x = shift_images(torch.randn(40, 1, 8, 8, generator=gen), 1, seed=0)
+    y = torch.arange(40) % 10
+    c_in = [1, *channels[:-1]]
+    make = lambda: [conv_block(a, b, pool=j > 0)  # noqa: E731
+                    for j, (a, b) in enumerate(zip(c_in, channels, strict=True))]
+    blocks = make()
+    heads = [aux_head(c, 10, k=1, width=8, spatial=True) for c in channels]
+    fits = train_greedy(blocks, heads, x, y, steps=3, batch_size=16, seed=0)
+    assert len(fits) == 3
+    net = train_end_to_end(make(), aux_head(channels[-1], 10, k=1, width=8, spatial=True), x, y,
+                           steps=3, batch_size=16, seed=0)
+    assert net(x).shape == (40, 10)
+    feats = stage_features(blocks, x)
+    assert [f.shape[1] for f in feats] == [64, channels[0] * 64, channels[1] * 16,
+                                           channels[2] * 4]
+
+
+def test_five_wide_stages_on_spirals():
+    """Full mode's spirals stack: five blocks of one width, each with its own head."""
+    x, y = two_spirals(64, seed=0)
+    blocks = [mlp_block(2 if j == 0 else 12, 12) for j in range(5)]
+    heads = [aux_head(12, 2, k=2, width=8) for _ in blocks]
+    assert len(train_greedy(blocks, heads, x, y, steps=2, seed=0)) == 5
+    assert len(stage_features(blocks, x)) == 6

@@ -46,6 +46,27 @@ def two_spirals(n: int, *, turns: float = 3.0, noise: float = 0.02, seed: int,
     return x.to(device), y.to(device)
 
 
+def shift_images(x: Tensor, max_shift: int, *, seed: int) -> Tensor:
+    """Each image of x (n, C, H, W) translated by its own offset (dy, dx), uniform on
+    {−s, …, s}² with s = ``max_shift``; pixels moved in from outside are 0.
+
+    Output pixel (i, j) of image m is input pixel (i + dy_m, j + dx_m), or 0 off the image. The
+    offsets are drawn on the CPU from ``seed`` (the same on every device).
+    """
+    s = check_int("max_shift", max_shift, low=0)
+    if not isinstance(x, Tensor) or x.ndim != 4:
+        raise ValueError(f"x must be a tensor (n, C, H, W), got shape {getattr(x, 'shape', None)}")
+    n, c, h, w = x.shape
+    gen = torch.Generator().manual_seed(int(seed))  # cpu: same offsets on every device
+    offsets = torch.randint(0, 2 * s + 1, (n, 2), generator=gen).to(x.device)  # cpu: drawn
+    padded = nn.functional.pad(x, (s, s, s, s))  # (n, C, H + 2s, W + 2s)
+    rows = offsets[:, :1] + torch.arange(h, device=x.device)  # (n, H)
+    cols = offsets[:, 1:] + torch.arange(w, device=x.device)  # (n, W)
+    m = torch.arange(n, device=x.device)[:, None, None, None]
+    ch = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[m, ch, rows[:, None, :, None], cols[:, None, None, :]]
+
+
 def paired_difference(correct_a: Tensor, correct_b: Tensor) -> tuple[float, float]:
     """acc(a) − acc(b) on the same test points, and its standard error sd(d_i)/√n.
 
@@ -106,7 +127,8 @@ def freeze(module: nn.Module) -> nn.Module:
 def _fit(params: list[Tensor], forward, x: Tensor, y: Tensor, *, steps: int, lr: float,
          batch_size: int, seed: int) -> None:
     gen = torch.Generator().manual_seed(int(seed))  # cpu: same minibatches on every device
-    opt = torch.optim.Adam(params, lr=lr)
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    opt = torch.optim.Adam(params, lr=lr, fused=fused or None)  # fused: one kernel, not ~10
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     with one_cpu_thread():  # one small model: a second thread only adds wake-ups
         for _ in range(steps):
