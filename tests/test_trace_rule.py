@@ -198,3 +198,16 @@ def test_smoke_full_mode_settings():
     codes = template_codes(train.objects, train.objects, keep=3).flatten(0, 1)
     positions = train.positions.repeat(len(train.labels))
     assert 0 <= 1 - match_purity(codes, positions, positions) <= 1
+
+
+def test_sweep_in_small_batches_equals_one_batch():
+    train = make_videos(3, 2, n_positions=4, size=8, stride=4, object_seed=0, seed=1)
+    test = make_videos(3, 4, n_positions=4, size=8, stride=4, object_seed=0, seed=2)
+    settings = [{"contrast": c, "keep": 3, "n_units": 6, "epochs": 3} for c in (0.0, 0.4)]
+    one = trace_sweep(train, test, settings, runs=3, seed=0, batch_size=64)
+    small = trace_sweep(train, test, settings, runs=3, seed=0, batch_size=2)
+    for a, b in zip(one, small, strict=True):
+        assert a["accuracy_runs"] == pytest.approx(b["accuracy_runs"])
+        assert a["invariance"] == pytest.approx(b["invariance"])
+    with pytest.raises(ValueError, match="batch_size"):
+        trace_sweep(train, test, settings, runs=1, seed=0, batch_size=0)

@@ -324,18 +324,21 @@ def trace_experiment(train: Videos, test: Videos, contrast: float, *, templates:
 
 
 def trace_sweep(train: Videos, test: Videos, settings: Sequence[Mapping[str, Any]], *,
-                runs: int = 5, seed: int) -> list[dict[str, Any]]:
-    """:func:`trace_runs` for several settings, all their trainings batched together.
+                runs: int = 5, seed: int, batch_size: int = 16) -> list[dict[str, Any]]:
+    """:func:`trace_runs` for several settings, their trainings batched together.
 
     Each setting is a dict with ``contrast`` and any keyword of :func:`trace_experiment`
     (defaults in ``EXPERIMENT_DEFAULTS``). Run r of every setting uses seed ``seed + 1000 r``,
-    as :func:`trace_runs` does; the len(settings) · runs trainings are done by one call of
-    :func:`foldiak_trace_batched` per distinct (n_units, epochs). Returns, per setting, the
+    as :func:`trace_runs` does; the len(settings) · runs trainings are done by calls of
+    :func:`foldiak_trace_batched` on at most ``batch_size`` trainings of one (n_units, epochs)
+    each, which bounds the memory held by their codes (every run is independent, so the
+    grouping does not change the result). Returns, per setting, the
     mean accuracy, invariance, purity and pooling over its runs, (keys ``<name>_se``) their
     standard errors over runs, sd/√runs (NaN for one run), and (keys ``<name>_runs``) the
     per-run values as a list.
     """
     _check_int("runs", runs, 1)
+    _check_int("batch_size", batch_size, 1)
     jobs = []  # (setting index, full keyword set, seed) of every training
     for i, setting in enumerate(settings):
         unknown = set(setting) - set(EXPERIMENT_DEFAULTS) - {"contrast"}
@@ -344,16 +347,20 @@ def trace_sweep(train: Videos, test: Videos, settings: Sequence[Mapping[str, Any
                             f"trace_experiment, got {sorted(setting)}")
         jobs += [(i, {**EXPERIMENT_DEFAULTS, **setting}, seed + 1000 * r) for r in range(runs)]
     results: list[list[TraceResult]] = [[] for _ in settings]
-    for shape in dict.fromkeys((kw["n_units"], kw["epochs"]) for _, kw, _ in jobs):
-        batch = [job for job in jobs if (job[1]["n_units"], job[1]["epochs"]) == shape]
-        coded = [_coded(train, test, kw["contrast"], templates=kw["templates"], keep=kw["keep"],
-                        kind=kw["kind"], seed=s, shuffle=kw["shuffle"], margin=kw["margin"])
-                 for _, kw, s in batch]
-        W = foldiak_trace_batched(torch.stack([c["train"] for c in coded]), shape[0],
-                                  delta=[kw["delta"] for _, kw, _ in batch], epochs=shape[1],
-                                  seeds=[s for _, _, s in batch])
-        for (i, _, _), w, c in zip(batch, W, coded, strict=True):
-            results[i].append(_scored(w, c))
+    groups: dict[tuple[int, int], list] = {}  # trainings of one (n_units, epochs)
+    for job in jobs:
+        groups.setdefault((job[1]["n_units"], job[1]["epochs"]), []).append(job)
+    for (n_units, epochs), same in groups.items():
+        for start in range(0, len(same), batch_size):
+            batch = same[start:start + batch_size]
+            coded = [_coded(train, test, kw["contrast"], templates=kw["templates"],
+                            keep=kw["keep"], kind=kw["kind"], seed=s, shuffle=kw["shuffle"],
+                            margin=kw["margin"]) for _, kw, s in batch]
+            W = foldiak_trace_batched(torch.stack([c["train"] for c in coded]), n_units,
+                                      delta=[kw["delta"] for _, kw, _ in batch], epochs=epochs,
+                                      seeds=[s for _, _, s in batch])
+            for (i, _, _), w, c in zip(batch, W, coded, strict=True):
+                results[i].append(_scored(w, c))
     out = []
     for group in results:
         row = {}
