@@ -212,3 +212,17 @@ def test_per_run_kinds_and_orders_train_like_separate_calls(small_digits):
     for r, (kind, p) in enumerate([("none", 2), ("naive", 2), ("streaming", 1)]):
         alone = train_online(small_digits, kind=kind, p=p, **kw)
         assert abs(mixed.accuracy[r] - alone.accuracy[r]) < 0.01, (kind, p)
+
+
+def test_full_mode_recurrent_experiment_at_small_size(small_digits):
+    # Full mode alone runs the recurrent network: one call per kind with one step size per run
+    # (the sweep's η repeated over runs), the accuracies viewed as (η, run). Same call, small.
+    etas, runs = [0.005, 0.04], 2
+    eta_runs = torch.tensor(etas).repeat_interleave(runs)
+    short = helpers.Split(*(t[:120] for t in (small_digits.x_train, small_digits.y_train,
+                                              small_digits.x_test, small_digits.y_test)), 10)
+    rnn = dict(hidden=(8,), recurrent_steps=8, passes=1, runs=len(eta_runs), eta=eta_runs,
+               seed=0)
+    for kind in ("none", "streaming"):
+        acc = train_online(short, kind=kind, **rnn).accuracy.view(len(etas), runs)
+        assert acc.shape == (2, 2) and ((0 <= acc) & (acc <= 1)).all()
