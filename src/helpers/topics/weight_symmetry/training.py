@@ -2,9 +2,11 @@
 
 Each model m is an MLP ``widths[0] → … → widths[-1]`` (ReLU) trained with its own feedback
 variant, concordance q, update rule and seed; all of them share one Python loop, their weights
-stacked along a leading model dimension (``(M, out, in)``) and multiplied with batched matmuls
-through :func:`helpers.topics.weight_symmetry.feedback.feedback_matmul`. Update rules
-(Liao, Leibo & Poggio 2016):
+stacked along a leading model dimension (``(M, out, in)``). Training uses the hand-written
+pass :meth:`BatchedFeedbackMLP.loss_and_grads` (batched matmuls, the error sent down through
+each model's V); :meth:`BatchedFeedbackMLP.loss` is the same network for autograd, through
+:func:`helpers.topics.weight_symmetry.feedback.feedback_matmul`, and its oracle in the unit
+tests. Update rules (Liao, Leibo & Poggio 2016):
 
 * ``"sgd"``: θ ← θ − η g;
 * ``"bn"``: batch normalisation (learned γ, β) after every hidden linear layer, θ ← θ − η g;
