@@ -173,3 +173,17 @@ def test_train_regression_lowers_the_loss_and_log_slope_recovers_a_power():
     assert abs(slope - 1) < 1e-12 and se > 0
     with pytest.raises(ValueError, match="x must"):
         train_regression(W, b, x[:2], y[:2], steps=1)
+
+
+def test_chunked_passes_equal_one_pass():
+    """Counting and distances network by network in chunks give the one-pass results."""
+    W, b = lr.he_networks([3, 12, 12, 1], 7, bias_std=0.5, seed=3)
+    gen = torch.Generator().manual_seed(3)
+    a, e = (torch.randn(7, 3, generator=gen, dtype=torch.float64) for _ in range(2))
+    x = torch.randn(7, 5, 3, generator=gen, dtype=torch.float64)
+    assert torch.equal(lr.count_regions(W, b, a, e, chunk=3),
+                       lr.count_regions(W, b, a, e))
+    torch.testing.assert_close(lr.boundary_distance(W, b, x, chunk=2),
+                               lr.boundary_distance(W, b, x), rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="chunk"):
+        lr.count_regions(W, b, a, e, chunk=0)

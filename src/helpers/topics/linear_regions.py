@@ -146,10 +146,25 @@ def segment_breakpoints(weights: Sequence[torch.Tensor], biases: Sequence[torch.
     return t, counts
 
 
+def _chunks(B: int, chunk: int | None) -> list[slice]:
+    """Slices of at most ``chunk`` networks covering 0..B (one slice when ``chunk`` is None)."""
+    size = B if chunk is None else check_int("chunk", chunk, low=1)
+    return [slice(i, i + size) for i in range(0, B, size)]
+
+
 def count_regions(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
-                  a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Exact number of activation regions each segment a[i] → b[i] meets, (B,) int64."""
-    return segment_breakpoints(weights, biases, a, b)[1] + 1
+                  a: torch.Tensor, b: torch.Tensor, *, chunk: int | None = None
+                  ) -> torch.Tensor:
+    """Exact number of activation regions each segment a[i] → b[i] meets, (B,) int64.
+
+    ``chunk`` networks are cut at a time (all at once if None): each network's count depends
+    on its own weights only, and the knots × neurons tensor of a pass, (chunk, K, n_l), is
+    what bounds the memory for wide layers.
+    """
+    B = _check_network(weights, biases)
+    _check_segment(a, b, B, weights[0].shape[2])
+    return torch.cat([segment_breakpoints([w[s] for w in weights], [c[s] for c in biases],
+                                          a[s], b[s])[1] + 1 for s in _chunks(B, chunk)])
 
 
 def count_regions_on_grid(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
@@ -169,7 +184,7 @@ def count_regions_on_grid(weights: Sequence[torch.Tensor], biases: Sequence[torc
 
 
 def boundary_distance(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
-                      x: torch.Tensor) -> torch.Tensor:
+                      x: torch.Tensor, *, chunk: int | None = None) -> torch.Tensor:
     """Euclidean distance from each x to the boundary of its activation region, exactly.
 
     Inside its activation region R every pre-activation is affine, z_i(y) = z_i(x) + g_i·(y − x)
@@ -179,6 +194,8 @@ def boundary_distance(weights: Sequence[torch.Tensor], biases: Sequence[torch.Te
 
     Args:
         x: (B, P, d) points, P per network.
+        chunk: networks per pass (all at once if None); the gradients, (chunk, P, n_l, d),
+            bound the memory.
 
     Returns:
         (B, P) distances.
@@ -186,6 +203,14 @@ def boundary_distance(weights: Sequence[torch.Tensor], biases: Sequence[torch.Te
     B = _check_network(weights, biases)
     if x.ndim != 3 or x.shape[0] != B or x.shape[2] != weights[0].shape[2]:
         raise ValueError(f"x must have shape (B, P, d) with B={B}, d={weights[0].shape[2]}")
+    if chunk is not None and check_int("chunk", chunk, low=1) < B:
+        return torch.cat([_boundary_distance([w[s] for w in weights], [c[s] for c in biases],
+                                             x[s]) for s in _chunks(B, chunk)])
+    return _boundary_distance(weights, biases, x)
+
+
+def _boundary_distance(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+                       x: torch.Tensor) -> torch.Tensor:
     zs = pre_activations(weights, biases, x)
     grad = weights[0][:, None].expand(-1, x.shape[1], -1, -1)  # (B, P, n_1, d)
     best = torch.full(x.shape[:2], math.inf, dtype=x.dtype, device=x.device)
