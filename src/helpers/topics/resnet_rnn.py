@@ -144,7 +144,7 @@ class StackedStacks(nn.Module):
     Tied weights stay tied because a shared network's T copies get the same gradient, the sum
     over steps of the per-step gradients (the chain rule through θ ↦ (θ, …, θ), i.e.
     back-propagation through time), and Adam treats equal values with equal gradients equally.
-    The gradient is written out by hand (:class:`_StackGrad`, tested against autograd on the
+    The gradient is written out by hand (``_StackGrad``, tested against autograd on the
     networks themselves): one step costs a few batched products per block for all R runs,
     without one autograd graph per network. Networks must agree on d_in, width, n_classes and
     dtype, without batch norm. Chapter "ResNets are unrolled recurrent networks".
