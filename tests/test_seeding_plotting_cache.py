@@ -31,10 +31,18 @@ def test_make_generator_is_independent_of_global_state():
 
 
 def test_configure_threads(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert helpers.configure_threads() == 1 and torch.get_num_threads() == 1
-    with pytest.raises(ValueError):
-        helpers.configure_threads(0)
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert helpers.configure_threads() == 2 and torch.get_num_threads() == 2
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert helpers.configure_threads() == 1 and torch.get_num_threads() == 1
+        with pytest.raises(ValueError, match="n_threads"):
+            helpers.configure_threads(0)
+        with pytest.raises(TypeError, match="n_threads"):
+            helpers.configure_threads(1.5)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_one_cpu_thread_restores_the_count_even_after_an_error():

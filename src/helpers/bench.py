@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from helpers.bench_peers import train_stacked_autograd, train_torch_func
-from helpers.core.seeding import one_cpu_thread
+from helpers.core.seeding import default_threads, one_cpu_thread
 from helpers.engine.batched import BatchedMLP, train_batched, train_one
 from helpers.engine.data import digits
 from helpers.engine.models import MLP
@@ -224,7 +224,7 @@ def run(root: Path, *, notebooks: bool = True, notebook_threads: int | None = No
     }
     report.update(batched_benchmark(device=cfg.device))
     if notebooks:
-        report["notebook_threads"] = notebook_threads or torch.get_num_threads()
+        report["notebook_threads"] = notebook_threads or default_threads()
         rows = [time_notebook(p, threads=notebook_threads) | {"notebook": str(p.relative_to(root))}
                 for p in chapter_notebooks(root)]
         slowest = max(rows, key=lambda r: r["seconds"], default=None)

@@ -36,15 +36,27 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     return gen
 
 
-def configure_threads(n_threads: int | None = None) -> int:
-    """Set torch's intra-op threads for small CPUs and return the number used.
+def default_threads() -> int:
+    """The number of torch CPU threads a chapter uses: ``OMP_NUM_THREADS`` when set, else 1.
 
-    ``n_threads`` defaults to ``OMP_NUM_THREADS`` when set, else ``min(2, cpu count)``: the
-    book's models are tiny, and on shared 2-core machines more threads only spin-wait.
+    One thread, because the book's models are tiny: each operation is too small to split, and
+    waking a sleeping second thread (``OMP_WAIT_POLICY=PASSIVE``) for it costs more than the
+    split saves. The *Performance* appendix shows the benchmark's one-thread and two-thread
+    loops side by side.
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(env) if env.isdigit() and int(env) > 0 else 1
+
+
+def configure_threads(n_threads: int | None = None) -> int:
+    """Set torch's intra-op CPU threads to ``n_threads`` and return the number used.
+
+    ``n_threads`` defaults to :func:`default_threads` (``OMP_NUM_THREADS`` when set, else 1).
     """
     if n_threads is None:
-        env = os.environ.get("OMP_NUM_THREADS", "").strip()
-        n_threads = int(env) if env.isdigit() and int(env) > 0 else min(2, os.cpu_count() or 1)
+        n_threads = default_threads()
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int):
+        raise TypeError(f"n_threads must be an int, got {type(n_threads).__name__}")
     if n_threads < 1:
         raise ValueError(f"n_threads must be at least 1, got {n_threads}")
     torch.set_num_threads(n_threads)
