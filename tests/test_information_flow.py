@@ -130,6 +130,18 @@ def test_mixture_mi_stack_matches_single_estimates():
         mixture_mi_stack(c, 0.5, noise=noise[:2])
 
 
+def test_mixture_mi_stack_in_chunks_is_the_stack_in_one_piece(monkeypatch):
+    import helpers.topics.information_flow as module
+
+    gen = torch.Generator().manual_seed(5)  # cpu: test data
+    c = torch.randn(5, 10, 3, generator=gen, dtype=torch.float64)
+    whole = mixture_mi_stack(c, 0.4, seed=2)
+    monkeypatch.setattr(module, "_CHUNK_BYTES", 2 * 8 * 10 * 32 * 10 * 3)  # two runs per chunk
+    chunked = mixture_mi_stack(c, 0.4, seed=2)
+    np.testing.assert_allclose(chunked[0], whole[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(chunked[1], whole[1], rtol=0, atol=1e-12)
+
+
 def test_stacked_nets_are_the_single_nets_and_train_independently():
     gen = torch.Generator().manual_seed(4)  # cpu: test data
     x = torch.randn(20, 4, generator=gen, dtype=torch.float64)

@@ -35,6 +35,9 @@ class MIEstimate:
     stderr: float
 
 
+_CHUNK_BYTES = 2**28  # memory for one chunk of mixture_mi_stack's pairwise terms
+
+
 def _mixture_terms(c: torch.Tensor, beta: float, noise: torch.Tensor) -> torch.Tensor:
     """Per-draw terms log N − logsumexp_j(−(‖t − μ_j‖² − ‖t − μ_i‖²)/2β²), shape (R, N·m).
 
@@ -87,7 +90,11 @@ def mixture_mi_stack(centres: torch.Tensor, beta: float, *, n_noise: int = 32, s
         noise = torch.randn(R, N, n_noise, d, generator=gen, dtype=torch.float64)  # cpu: as above
     elif noise.ndim != 4 or noise.shape[:2] != (R, N) or noise.shape[3] != d:
         raise ValueError(f"noise must be ({R}, {N}, m, {d}), got {tuple(noise.shape)}")
-    terms = _mixture_terms(c, beta, noise.to(device=c.device, dtype=torch.float64))
+    noise = noise.to(device=c.device, dtype=torch.float64)
+    per_run = 8 * N * noise.shape[2] * N * 3  # bytes of the (N, m, N) float64 temporaries
+    step = max(1, _CHUNK_BYTES // per_run)  # runs per chunk: independent, so chunking is exact
+    terms = torch.cat([_mixture_terms(c[i:i + step], beta, noise[i:i + step])
+                       for i in range(0, R, step)])
     stderr = terms.std(dim=1) / terms.shape[1] ** 0.5
     return terms.mean(dim=1).cpu().numpy(), stderr.cpu().numpy()
 
