@@ -50,8 +50,26 @@ def test_logistic_gd_batched_equals_single_and_turns_to_svm():
     assert (W[-1].norm(dim=-1) > W[1].norm(dim=-1)).all()
 
 
+def test_logistic_gd_equals_the_plain_update():
+    """Oracle: w ← w + (η/n) Σ_i σ(−y_i x_iᵀw) y_i x_i, written out per problem."""
+    X, y = ib.separable_data(12, 3, margin=0.1, seed=4)
+    w0 = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+    W = ib.logistic_gd(torch.stack([X, -X]), torch.stack([y, y]), eta=0.7,
+                       checkpoints=[1, 7, 50], w0=w0)
+    for b, sign in enumerate((1, -1)):
+        w, ref = w0.clone(), []
+        for t in range(1, 51):
+            w = w + 0.7 / 12 * sum(torch.sigmoid(-y[i] * (sign * X[i]) @ w) * y[i] * sign * X[i]
+                                   for i in range(12))
+            if t in (1, 7, 50):
+                ref.append(w)
+        assert torch.allclose(W[:, b], torch.stack(ref), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(eta=0.0, checkpoints=[1]), "eta"), (dict(eta=1.0, checkpoints=[5, 5]), "checkpoints"),
+    (dict(eta=1.0, checkpoints=[1], w0=torch.zeros(3)), "w0"),
+    (dict(eta=1.0, checkpoints=[1], w0=[0.0, 0.0]), "w0"),
 ])
 def test_logistic_gd_bad_input(kwargs, match):
     X, y = ib.separable_data(10, 2, seed=0)

@@ -1,7 +1,8 @@
 """The chapter "Implicit bias of gradient descent": least squares
-(``least_squares``), max-margin classifiers (``max_margin``), gradient descent near a
-degenerate minimum (``near_minimum``)."""
+(``least_squares``), stacked deep linear networks (``deep_linear``), max-margin classifiers
+(``max_margin``), gradient descent near a degenerate minimum (``near_minimum``)."""
 
+from helpers.topics.implicit_bias.deep_linear import deep_linear_gd
 from helpers.topics.implicit_bias.least_squares import (
     balanced_sharpness,
     early_stopping_ridge_gap,
@@ -30,6 +31,7 @@ from helpers.topics.implicit_bias.near_minimum import (
 __all__ = [
     "angle_degrees",
     "balanced_sharpness",
+    "deep_linear_gd",
     "early_stopping_ridge_gap",
     "gd_closed_form",
     "gd_least_squares",

@@ -50,6 +50,16 @@ def separable_data(n: int, d: int, *, margin: float = 0.1, seed: int = 0,
     return X.to(device), y.to(device)
 
 
+def _start_column(w0: Tensor, lead: tuple[int, ...], d: int) -> Tensor:
+    """``w0`` of shape (..., d), broadcast to (*lead, d) and copied as columns (B, d, 1)."""
+    try:
+        return w0.expand(*lead, d).reshape(-1, d, 1).clone()
+    except (AttributeError, RuntimeError):
+        got = getattr(w0, "shape", type(w0).__name__)
+        raise ValueError(f"w0 must be a tensor of shape (..., {d}) broadcasting to "
+                         f"{(*lead, d)}, got {got}") from None
+
+
 def logistic_gd(X: Tensor, y: Tensor, *, eta: float, checkpoints: list[int],
                 w0: Tensor | None = None) -> Tensor:
     """Gradient descent on L(w) = (1/n) Σ log(1 + exp(−y_i x_iᵀw)), recorded at ``checkpoints``.
@@ -69,17 +79,22 @@ def logistic_gd(X: Tensor, y: Tensor, *, eta: float, checkpoints: list[int],
     eta = check_positive("eta", eta)
     if not checkpoints or any(b <= a for a, b in zip(checkpoints, checkpoints[1:], strict=False)):
         raise ValueError("checkpoints must be a non-empty increasing list of step counts")
-    n = X.shape[-2]
-    Z = y[..., None] * X  # (..., n, d): rows y_i x_i
-    w = torch.zeros(X.shape[:-2] + X.shape[-1:], dtype=X.dtype, device=X.device) \
-        if w0 is None else w0.clone()
+    n, d = X.shape[-2:]
+    lead = X.shape[:-2]
+    Z = (y[..., None] * X).reshape(-1, n, d)  # (B, n, d): rows y_i x_i, one batch axis
+    w = torch.zeros(Z.shape[0], d, 1, dtype=X.dtype, device=X.device) if w0 is None \
+        else _start_column(w0, lead, d)  # (B, d, 1): w as a column
+    # The step w ← w + (η/n) Zᵀσ(−Zw) as three kernels on preallocated columns: negating
+    # Z once is exact, so σ(−Zw) is computed bit for bit as before, with no per-step negation.
+    neg_Z, Zt = -Z, Z.transpose(-1, -2).contiguous()  # (B, n, d), (B, d, n)
+    p = torch.empty(Z.shape[0], n, 1, dtype=X.dtype, device=X.device)  # (B, n, 1)
     out, t = [], 0
     for stop in checkpoints:
         for _ in range(stop - t):
-            margins = (Z @ w[..., None])[..., 0]  # (..., n)
-            w = w + (eta / n) * (torch.sigmoid(-margins)[..., None, :] @ Z)[..., 0, :]
+            torch.sigmoid(torch.bmm(neg_Z, w, out=p), out=p)  # σ(−y_i x_iᵀw)
+            w = torch.baddbmm(w, Zt, p, alpha=eta / n)
         t = stop
-        out.append(w.clone())
+        out.append(w[..., 0].reshape(*lead, d))
     return torch.stack(out)
 
 
