@@ -268,6 +268,22 @@ def test_widths_trained_together_match_separate_runs(monkeypatch):
             torch.testing.assert_close(curve[key][i], alone[key][0], rtol=1e-4, atol=1e-6)
 
 
+def test_samples_drawn_in_chunks_equal_one_draw_per_step(monkeypatch):
+    """Chunked sampling consumes the generator as per-step draws: identical training."""
+    from helpers.topics.compositional import experiments
+
+    targets = [compositional_target(h, 8, p) for h in ("product", "tanh-mix")
+               for p in ("matched", "mismatched")]
+    budget = budget_for("quick", k=2, reps=2, steps=7, batch=16, n_test=64)
+    runs = []
+    for per_chunk in (16, 48, 10_000):  # one step, three steps (a partial last chunk), all
+        monkeypatch.setattr(experiments, "_SAMPLES_PER_CHUNK", per_chunk)
+        runs.append(train_deep_and_shallow(targets, seed=2, budget=budget))
+    for run in runs[1:]:
+        for key in ("relmse_deep", "relmse_shallow"):
+            assert torch.equal(run[key], runs[0][key])
+
+
 def test_study_equals_its_grid_and_curves_run_separately(monkeypatch):
     """One loop for grid and curves: each part equals its own run where the targets agree."""
     monkeypatch.setenv("BOOK_DEVICE", "cpu")

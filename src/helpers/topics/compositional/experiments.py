@@ -139,6 +139,10 @@ def lr_schedule(t: int, budget: Budget) -> float:
     return budget.lr * 0.5 * (1 + math.cos(math.pi * (t - warm) / (budget.steps - warm)))
 
 
+#: Training samples drawn (and their targets evaluated) per call, ~1 MB of inputs.
+_SAMPLES_PER_CHUNK = 32_768
+
+
 def _train_jobs(jobs: Sequence[tuple[int, Sequence[Callable[[torch.Tensor], torch.Tensor]]]],
                 *, n_inputs: int, budget: Budget, seed: int,
                 device: torch.device | str) -> list[dict]:
@@ -170,27 +174,39 @@ def _train_jobs(jobs: Sequence[tuple[int, Sequence[Callable[[torch.Tensor], torc
         rows.append(idx.repeat_interleave(budget.reps))  # (n_models,)
     nets = [net for pair in pairs for net in pair]
 
-    def sample(m: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        u = torch.rand(m, n_inputs, generator=gen)  # cpu: generator shared by every device
-        x = (2 * u - 1).to(device)  # (m, n)
-        y = torch.stack([f(x) for f in unique])  # (targets, m)
-        return x, [y[r] for r in rows]  # per job: (n_models, m)
+    def sample(m: int, steps: int = 1) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``steps`` batches of m samples and every job's targets, drawn and evaluated at once.
+
+        One draw of (steps·m, n) uniforms consumes the generator exactly as ``steps`` draws of
+        (m, n), and the targets are element-wise maps of x, so batch t equals what a draw per
+        step would give; evaluating the targets once per chunk instead of once per step
+        removes most of their per-call overhead.
+        """
+        u = torch.rand(steps * m, n_inputs, generator=gen)  # cpu: generator shared by devices
+        x = (2 * u - 1).to(device)  # (steps·m, n)
+        y = torch.stack([f(x) for f in unique])  # (targets, steps·m)
+        return x.view(steps, m, n_inputs), [y[r].view(-1, steps, m).transpose(0, 1)
+                                            for r in rows]  # (steps, m, n), (steps, models, m)
 
     # Adam's update is element-wise, so one optimiser over every network equals one per network.
     params = [p for net in nets for p in net.parameters()]
     fused = all(p.device.type in ("cpu", "cuda") for p in params)  # one kernel for all tensors
     opt = torch.optim.Adam(params, lr=budget.lr, fused=fused, foreach=None if fused else True)
+    chunk = max(1, _SAMPLES_PER_CHUNK // budget.batch)  # steps whose samples are drawn at once
     with one_cpu_thread():
         for t in progress(range(budget.steps), desc="training steps"):
             for group in opt.param_groups:
                 group["lr"] = lr_schedule(t, budget)
-            x, ys = sample(budget.batch)
+            if t % chunk == 0:
+                xs, ys_chunk = sample(budget.batch, min(chunk, budget.steps - t))
+            x, ys = xs[t % chunk], [y[t % chunk] for y in ys_chunk]
             loss = sum(((net(x) - y) ** 2).mean(-1).sum()
                        for pair, y in zip(pairs, ys, strict=True) for net in pair)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         x, ys = sample(budget.n_test)
+        x, ys = x[0], [y[0] for y in ys]
         out = []
         with torch.no_grad():
             for (deep, shallow), y, (_, targets) in zip(pairs, ys, jobs, strict=True):

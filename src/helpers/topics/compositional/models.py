@@ -79,6 +79,20 @@ def _activation(activation: str) -> Callable[[torch.Tensor], torch.Tensor]:
     return ACTIVATIONS[activation]
 
 
+def _broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """The broadcast of ``shapes`` (NumPy rules): ``torch.broadcast_shapes`` without its
+    symbolic-shape machinery, which costs more than the tiny products it would shape."""
+    rank = max(len(shape) for shape in shapes)
+    out = []
+    for dims in zip(*((1,) * (rank - len(shape)) + tuple(shape) for shape in shapes),
+                    strict=True):
+        size = max(dims)
+        if any(d not in (1, size) for d in dims):
+            raise ValueError(f"shapes {shapes} do not broadcast")
+        out.append(size)
+    return tuple(out)
+
+
 def _batched_affine(weight: torch.Tensor, inputs: torch.Tensor,
                     bias: torch.Tensor) -> torch.Tensor:
     """weight @ inputs + bias for stacks of matrices, as one ``torch.baddbmm``.
@@ -86,10 +100,12 @@ def _batched_affine(weight: torch.Tensor, inputs: torch.Tensor,
     ``weight`` (..., r, c), ``inputs`` (..., c, B) and ``bias`` (..., r, 1) broadcast over their
     leading dimensions; the result is the contiguous (..., r, B), samples last.
     """
-    batch = torch.broadcast_shapes(weight.shape[:-2], inputs.shape[:-2], bias.shape[:-2])
+    batch = _broadcast_shapes(weight.shape[:-2], inputs.shape[:-2], bias.shape[:-2])
 
     def stack(t: torch.Tensor) -> torch.Tensor:
-        return t.expand(*batch, *t.shape[-2:]).reshape(-1, *t.shape[-2:])
+        if t.shape[:-2] != batch:  # expand only what broadcasts: every call is per step
+            t = t.expand(*batch, *t.shape[-2:])
+        return t.reshape(-1, *t.shape[-2:])
 
     out = torch.baddbmm(stack(bias), stack(weight), stack(inputs))
     return out.view(*batch, *out.shape[-2:])
