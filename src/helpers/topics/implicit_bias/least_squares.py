@@ -163,8 +163,9 @@ def gd_least_squares(
     w = _check_w0(w0, X).clone()
     gram, xty = X.T @ X, X.T @ y  # (d, d), (d,)
     path = [w.clone()] if 0 in wanted else []
+    step = torch.empty_like(w)  # η(Gw − Xᵀy), rewritten in place: no allocation per step
     for t in range(1, steps + 1):
-        w = w - eta * (gram @ w - xty)
+        w.sub_(torch.mv(gram, w, out=step).sub_(xty).mul_(eta))
         if t in wanted:
             path.append(w.clone())
     if record_at is not None:
