@@ -9,6 +9,7 @@ import torch
 from helpers.topics.greedy_layerwise import (
     accuracy,
     aux_head,
+    channels_last,
     conv_block,
     freeze,
     linear_probe,
@@ -169,3 +170,17 @@ def test_five_wide_stages_on_spirals():
     heads = [aux_head(12, 2, k=2, width=8) for _ in blocks]
     assert len(train_greedy(blocks, heads, x, y, steps=2, seed=0)) == 5
     assert len(stage_features(blocks, x)) == 6
+
+
+def test_channels_last_changes_memory_order_only():
+    """Channels-last blocks compute what the NCHW ones do (float64 oracle); other ranks pass."""
+    torch.manual_seed(0)
+    block = conv_block(2, 4, pool=True).double().eval()
+    x = torch.randn(5, 2, 8, 8, dtype=torch.float64)
+    expected = block(x)
+    x_cl = channels_last(x, block)
+    assert x_cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(x_cl, x)
+    assert block[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(block(x_cl), expected, rtol=0, atol=1e-12)
+    flat = torch.randn(3, 2)
+    assert channels_last(flat, block) is flat
