@@ -55,7 +55,7 @@ def test_chapter_shape(chapter):
         "first code cell must be helpers.colab.install_cell of _config.yml's repository"
     assert "remove-cell" in colab.metadata.get("tags", [])
     name = Path(chapter).name.replace("_", "-")
-    assert f'start_chapter("{name}")' in cells[1].source, \
+    assert re.search(rf'start_chapter\("{name}"(, threads=\d+)?\)', cells[1].source), \
         f"second code cell must call helpers.start_chapter({name!r})"
     source = "\n".join(c.source for c in cells)
     assert "check_claim(" in source, "a chapter needs at least one claim check"

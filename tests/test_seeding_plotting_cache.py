@@ -1,5 +1,6 @@
 """Seeding, thread settings, the figure style and the execution-cache key."""
 
+import os
 import random
 from pathlib import Path
 
@@ -37,8 +38,13 @@ def test_configure_threads(monkeypatch):
         assert helpers.configure_threads() == 2 and torch.get_num_threads() == 2
         monkeypatch.delenv("OMP_NUM_THREADS")
         assert helpers.configure_threads() == 1 and torch.get_num_threads() == 1
+        assert helpers.configure_threads(preferred=2) == min(2, os.cpu_count() or 1)
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert helpers.configure_threads(preferred=2) == 1  # the environment wins
         with pytest.raises(ValueError, match="n_threads"):
             helpers.configure_threads(0)
+        with pytest.raises(ValueError, match="preferred"):
+            helpers.configure_threads(preferred=0)
         with pytest.raises(TypeError, match="n_threads"):
             helpers.configure_threads(1.5)
     finally:

@@ -18,18 +18,19 @@ from helpers.core.seeding import configure_threads, seed_everything
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
-def start_chapter(name: str, *, quiet: bool = False) -> BookConfig:
+def start_chapter(name: str, *, quiet: bool = False, threads: int = 1) -> BookConfig:
     """Begin chapter ``name`` (lower-case words joined by ``-``) and return its configuration.
 
-    Seeds torch, NumPy and ``random`` from ``BOOK_SEED``; sets CPU threads; applies the book's
-    plotting style; and opens a fresh claims-ledger file for the chapter, so a re-run never
-    mixes old records with new ones.
+    Seeds torch, NumPy and ``random`` from ``BOOK_SEED``; sets CPU threads (``OMP_NUM_THREADS``
+    when set, else ``threads``: 1 for tiny models, more for a chapter whose products are large
+    enough to split); applies the book's plotting style; and opens a fresh claims-ledger file
+    for the chapter, so a re-run never mixes old records with new ones.
     """
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"name must be lower-case words joined by '-', got {name!r}")
     cfg = get_config()
     seed_everything(cfg.seed)
-    threads = configure_threads()
+    threads = configure_threads(preferred=threads)
     use_book_style()
     ledger.begin_chapter(name, cfg)
     peak_file = os.environ.get("BOOK_PEAK_MEMORY_FILE", "").strip()

@@ -36,25 +36,32 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     return gen
 
 
-def default_threads() -> int:
-    """The number of torch CPU threads a chapter uses: ``OMP_NUM_THREADS`` when set, else 1.
+def default_threads(preferred: int = 1) -> int:
+    """The number of torch CPU threads a chapter uses: ``OMP_NUM_THREADS`` when set, else
+    ``preferred`` (at most the number of CPUs).
 
-    One thread, because the book's models are tiny: each operation is too small to split, and
-    waking a sleeping second thread (``OMP_WAIT_POLICY=PASSIVE``) for it costs more than the
-    split saves. The *Performance* appendix shows the benchmark's one-thread and two-thread
-    loops side by side.
+    ``preferred`` is 1 for almost every chapter, because the book's models are tiny: each
+    operation is too small to split, and waking a sleeping second thread
+    (``OMP_WAIT_POLICY=PASSIVE``) for it costs more than the split saves. A chapter whose
+    matrix products are large enough to split asks for more. The *Performance* appendix shows
+    the benchmark's one-thread and two-thread loops side by side.
     """
+    if isinstance(preferred, bool) or not isinstance(preferred, int):
+        raise TypeError(f"preferred must be an int, got {type(preferred).__name__}")
+    if preferred < 1:
+        raise ValueError(f"preferred must be at least 1, got {preferred}")
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    return int(env) if env.isdigit() and int(env) > 0 else 1
+    return int(env) if env.isdigit() and int(env) > 0 else min(preferred, os.cpu_count() or 1)
 
 
-def configure_threads(n_threads: int | None = None) -> int:
+def configure_threads(n_threads: int | None = None, *, preferred: int = 1) -> int:
     """Set torch's intra-op CPU threads to ``n_threads`` and return the number used.
 
-    ``n_threads`` defaults to :func:`default_threads` (``OMP_NUM_THREADS`` when set, else 1).
+    ``n_threads`` defaults to :func:`default_threads` with ``preferred`` (``OMP_NUM_THREADS``
+    when set, else ``preferred``).
     """
     if n_threads is None:
-        n_threads = default_threads()
+        n_threads = default_threads(preferred)
     if isinstance(n_threads, bool) or not isinstance(n_threads, int):
         raise TypeError(f"n_threads must be an int, got {type(n_threads).__name__}")
     if n_threads < 1:
