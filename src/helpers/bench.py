@@ -266,7 +266,8 @@ def format_report(report: dict) -> str:
             f"{report['stacked_autograd_flops_fraction']:.2f}), "
             f"{report['speedup_vs_stacked_autograd_minibatch']:.2f}x with mini-batches"]
     if "notebook_threads" in report:
-        lines.append(f"notebooks, one after another, {report['notebook_threads']} thread(s) each:")
+        lines.append(f"notebooks, one after another, {report['notebook_threads']} thread(s) each "
+                     "unless a chapter asks for more:")
     for row in report.get("notebooks", []):
         lines.append(f"  {row['notebook']:<55} {row['seconds']:7.1f} s  "
                      f"{row['peak_mb']:7.0f} MB  "
