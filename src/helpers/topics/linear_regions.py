@@ -203,10 +203,8 @@ def boundary_distance(weights: Sequence[torch.Tensor], biases: Sequence[torch.Te
     B = _check_network(weights, biases)
     if x.ndim != 3 or x.shape[0] != B or x.shape[2] != weights[0].shape[2]:
         raise ValueError(f"x must have shape (B, P, d) with B={B}, d={weights[0].shape[2]}")
-    if chunk is not None and check_int("chunk", chunk, low=1) < B:
-        return torch.cat([_boundary_distance([w[s] for w in weights], [c[s] for c in biases],
-                                             x[s]) for s in _chunks(B, chunk)])
-    return _boundary_distance(weights, biases, x)
+    return torch.cat([_boundary_distance([w[s] for w in weights], [c[s] for c in biases], x[s])
+                      for s in _chunks(B, chunk)])
 
 
 def _boundary_distance(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
