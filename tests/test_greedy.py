@@ -9,6 +9,7 @@ import torch
 from helpers.topics.greedy_layerwise import (
     accuracy,
     aux_head,
+    binary_logistic_newton,
     channels_last,
     conv_block,
     freeze,
@@ -19,6 +20,7 @@ from helpers.topics.greedy_layerwise import (
     stage_features,
     train_end_to_end,
     train_greedy,
+    train_greedy_together,
     two_spirals,
 )
 
@@ -64,6 +66,28 @@ def test_greedy_trains_each_stage_and_freezes_it():
     assert all(not p.requires_grad for b in blocks for p in b.parameters())
 
 
+def test_greedy_together_is_greedy_alone():
+    """Networks trained side by side get exactly the weights each gets when trained alone."""
+    x, y = two_spirals(200, seed=0)
+
+    def network(k):
+        torch.manual_seed(3)
+        blocks = [mlp_block(2, 8), mlp_block(8, 8)]
+        return blocks, [aux_head(8, 2, k=k, width=8) for _ in blocks]
+
+    alone = [network(k) for k in (0, 1)]
+    fits_alone = [train_greedy(b, h, x, y, steps=20, seed=5) for b, h in alone]
+    together = [network(k) for k in (0, 1)]
+    assert train_greedy_together(together, x, y, steps=20, seed=5) == fits_alone
+    for (b1, h1), (b2, h2) in zip(alone, together, strict=True):
+        for p1, p2 in zip(torch.nn.ModuleList(b1 + h1).state_dict().values(),
+                          torch.nn.ModuleList(b2 + h2).state_dict().values(), strict=True):
+            assert torch.equal(p1, p2)
+    with pytest.raises(ValueError, match="same number of stages"):
+        train_greedy_together([network(0), ([mlp_block(2, 8)], [aux_head(8, 2, k=0)])], x, y,
+                              steps=1, seed=0)
+
+
 def test_linear_probe_oracle():
     gen = torch.Generator().manual_seed(0)
     f = torch.randn(300, 5, generator=gen)
@@ -71,6 +95,33 @@ def test_linear_probe_oracle():
     assert linear_probe(f[:200], y[:200], f[200:], y[200:]) > 0.95
     y_xor = ((f[:, 0] > 0) ^ (f[:, 1] > 0)).long()  # no linear rule does better than chance
     assert linear_probe(f[:200], y_xor[:200], f[200:], y_xor[200:]) < 0.7
+
+
+def test_binary_newton_is_the_two_class_multinomial_optimum():
+    """Newton's (v, b) is stationary, and W = (−v/2, v/2), c = (−b/2, b/2) is at least as good
+    for the two-class multinomial objective as a long L-BFGS run (an independent solver)."""
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(300, 6, generator=gen, dtype=torch.float64)
+    y = (a[:, 0] - a[:, 2] + 0.8 * torch.randn(300, generator=gen, dtype=torch.float64) > 0.3)
+    y, lam = y.long(), 1e-2
+    v, b = binary_logistic_newton(a, y, weight_decay=lam / 2)
+
+    def multinomial(W, c):
+        return torch.nn.functional.cross_entropy(a @ W + c, y) + lam * W.pow(2).sum()
+
+    W = torch.zeros(6, 2, dtype=torch.float64, requires_grad=True)
+    c = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([W, c], max_iter=500, tolerance_grad=1e-12, tolerance_change=0,
+                            line_search_fn="strong_wolfe")
+    opt.step(lambda: (opt.zero_grad(), (loss := multinomial(W, c)), loss.backward())[1])
+    W_newton = torch.stack([-v / 2, v / 2], 1).requires_grad_()
+    c_newton = torch.stack([-b / 2, b / 2]).requires_grad_()
+    value = multinomial(W_newton, c_newton)
+    value.backward()
+    assert value.item() <= multinomial(W, c).item() + 1e-12
+    assert W_newton.grad.abs().max() < 1e-8 and c_newton.grad.abs().max() < 1e-8
+    with pytest.raises(ValueError, match="weight_decay"):
+        binary_logistic_newton(a, y, weight_decay=-1.0)
 
 
 def test_heads_and_blocks_shapes():

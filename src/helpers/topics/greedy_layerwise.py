@@ -139,17 +139,24 @@ def channels_last(x: Tensor, *modules: nn.Module) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def _fit(params: list[Tensor], forward, x: Tensor, y: Tensor, *, steps: int, lr: float,
-         batch_size: int, seed: int) -> None:
+def _fit(params: list[Tensor], models: list[tuple[nn.Module, Tensor]], y: Tensor, *,
+         steps: int, lr: float, batch_size: int, seed: int) -> None:
+    """Adam on the sum of the models' mean cross-entropies, each model on its own inputs at
+    the same minibatch indices. The models share no parameter, so each one's gradient and
+    update are exactly those of training it alone: one step serves them all."""
     gen = torch.Generator().manual_seed(int(seed))  # cpu: same minibatches on every device
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     opt = torch.optim.Adam(params, lr=lr, fused=fused or None)  # fused: one kernel, not ~10
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    with one_cpu_thread():  # one small model: a second thread only adds wake-ups
+    n = len(models[0][1])
+    with one_cpu_thread():  # small models: a second thread only adds wake-ups
         for _ in range(steps):
-            idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=gen)  # cpu: CPU draw
-            idx = idx.to(x.device)
-            loss = nn.functional.cross_entropy(forward(x[idx]), y[idx])
+            idx = torch.randint(n, (min(batch_size, n),), generator=gen)  # cpu: CPU draw
+            idx = idx.to(y.device)
+            losses = [nn.functional.cross_entropy(model(x[idx]), y[idx]) for model, x in models]
+            loss = losses[0]
+            for other in losses[1:]:
+                loss = loss + other
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -176,19 +183,34 @@ def train_greedy(blocks: list[nn.Module], heads: list[nn.Module], x: Tensor, y: 
     ``blocks[j]`` is frozen with :func:`freeze`. Images and modules are first put in
     channels-last order (:func:`channels_last`).
     """
-    if len(blocks) != len(heads) or not blocks:
+    return train_greedy_together([(blocks, heads)], x, y, steps=steps, lr=lr,
+                                 batch_size=batch_size, seed=seed)[0]
+
+
+def train_greedy_together(networks: list[tuple[list[nn.Module], list[nn.Module]]], x: Tensor,
+                          y: Tensor, *, steps: int, lr: float = 1e-2, batch_size: int = 256,
+                          seed: int) -> list[list[float]]:
+    """:func:`train_greedy` of several networks (blocks, heads) with the same number of
+    stages, data and settings, stage by stage in one loop: they draw the same minibatches, so
+    each network is trained exactly as alone. Returns each network's list of head accuracies.
+    """
+    if not networks or any(len(b) != len(h) or not b for b, h in networks):
         raise ValueError("blocks and heads must be non-empty lists of the same length")
+    if len({len(b) for b, _ in networks}) != 1:
+        raise ValueError("networks must all have the same number of stages")
     check_int("steps", steps, low=1)
-    fits = []
-    features = channels_last(x, *blocks, *heads)
-    for j, (block, head) in enumerate(zip(blocks, heads, strict=True)):
-        stage = nn.Sequential(block, head).train()
-        _fit(list(stage.parameters()), stage, features, y, steps=steps, lr=lr,
+    features = [channels_last(x, *blocks, *heads) for blocks, heads in networks]
+    fits: list[list[float]] = [[] for _ in networks]
+    for j in range(len(networks[0][0])):
+        stages = [nn.Sequential(blocks[j], heads[j]).train() for blocks, heads in networks]
+        _fit([p for stage in stages for p in stage.parameters()],
+             list(zip(stages, features, strict=True)), y, steps=steps, lr=lr,
              batch_size=batch_size, seed=seed + j)
-        fits.append(accuracy(stage, features, y))
-        freeze(block)
-        with torch.no_grad():
-            features = block(features)
+        for k, ((blocks, _), stage) in enumerate(zip(networks, stages, strict=True)):
+            fits[k].append(accuracy(stage, features[k], y))
+            freeze(blocks[j])
+            with torch.no_grad():
+                features[k] = blocks[j](features[k])
     return fits
 
 
@@ -200,7 +222,7 @@ def train_end_to_end(blocks: list[nn.Module], head: nn.Module, x: Tensor, y: Ten
     check_int("steps", steps, low=1)
     net = nn.Sequential(*blocks, head).train()
     x = channels_last(x, net)
-    _fit(list(net.parameters()), net, x, y, steps=steps, lr=lr, batch_size=batch_size,
+    _fit(list(net.parameters()), [(net, x)], y, steps=steps, lr=lr, batch_size=batch_size,
          seed=seed)
     return net.eval()
 
@@ -222,14 +244,20 @@ def linear_probe(f_train: Tensor, y_train: Tensor, f_test: Tensor, y_test: Tenso
     """Test accuracy of a multinomial logistic regression fitted on standardised features
     (``per_sample=True``: the (n_test,) booleans of which test points it gets right).
 
-    Minimises mean cross-entropy + ``weight_decay``·‖W‖² with L-BFGS (a convex problem, so
-    the answer does not depend on a seed).
+    Minimises mean cross-entropy + ``weight_decay``·‖W‖² over W (d, C) and c (C). A convex
+    problem, so the answer does not depend on a seed. With C = 2 classes it is solved exactly
+    by Newton's method (:func:`binary_logistic_newton`); with more, by ``steps`` iterations of
+    L-BFGS.
     """
     if f_train.ndim != 2 or f_test.ndim != 2 or f_train.shape[1] != f_test.shape[1]:
         raise ValueError("f_train and f_test must be (n, d) with the same d")
     mean, std = f_train.mean(0), f_train.std(0).clamp_min(1e-6)
     a, b = ((f_train - mean) / std).double(), ((f_test - mean) / std).double()
     n_classes = int(max(y_train.max(), y_test.max())) + 1
+    if n_classes == 2:
+        v, c0 = binary_logistic_newton(a, y_train, weight_decay=weight_decay / 2)
+        correct = ((b @ v + c0) > 0) == (y_test == 1)
+        return correct if per_sample else correct.double().mean().item()
     W = torch.zeros(a.shape[1], n_classes, dtype=torch.float64, device=a.device,
                     requires_grad=True)
     c = torch.zeros(n_classes, dtype=torch.float64, device=a.device, requires_grad=True)
@@ -245,3 +273,47 @@ def linear_probe(f_train: Tensor, y_train: Tensor, f_test: Tensor, y_test: Tenso
     with torch.no_grad():
         correct = (b @ W + c).argmax(1) == y_test
     return correct if per_sample else correct.double().mean().item()
+
+
+def binary_logistic_newton(a: Tensor, y: Tensor, *, weight_decay: float, tol: float = 1e-10,
+                           max_iter: int = 100) -> tuple[Tensor, Tensor]:
+    """The minimiser (v, b) of  mean_i [log(1 + e^{z_i}) − t_i z_i] + weight_decay·‖v‖²,
+    z = a v + b, t_i = 1[y_i = 1], by Newton's method with backtracking.
+
+    This is the two-class case of :func:`linear_probe`: softmax over logits a w_k + c_k depends
+    only on v = w_1 − w_0 and b = c_1 − c_0, and ‖w_0‖² + ‖w_1‖² is smallest, for a given v, at
+    w_1 = −w_0 = v/2, where it equals ‖v‖²/2. The objective is strictly convex in (v, b) when
+    the two classes are not separable by the bias alone; the gradient is
+    (aᵀ(σ(z) − t)/n + 2λv, mean(σ(z) − t)) and the Hessian [a 1]ᵀ diag(σ(1 − σ)) [a 1]/n +
+    2λ·diag(1, …, 1, 0). Iterates until the Newton decrement² is below ``tol``.
+    """
+    check_real("weight_decay", weight_decay, low=0.0)
+    n, d = a.shape
+    t = (y == 1).to(a.dtype)
+    design = torch.cat([a, torch.ones(n, 1, dtype=a.dtype, device=a.device)], 1)
+    ridge = torch.full((d + 1,), 2 * weight_decay, dtype=a.dtype, device=a.device)
+    ridge[-1] = 0.0  # the bias is not penalised
+
+    def objective(theta):
+        z = design @ theta
+        return (nn.functional.softplus(z) - t * z).mean() + weight_decay * theta[:-1].square().sum()
+
+    theta = torch.zeros(d + 1, dtype=a.dtype, device=a.device)
+    value = objective(theta)
+    for _ in range(max_iter):
+        p = torch.sigmoid(design @ theta)
+        grad = design.T @ (p - t) / n + ridge * theta
+        hess = (design.T * (p * (1 - p))) @ design / n + torch.diag(ridge)
+        step = torch.linalg.solve(hess, grad)
+        decrement = (grad @ step).item()
+        if decrement < tol:
+            break
+        size = 1.0
+        while True:  # backtracking (Armijo): the objective falls by at least a quarter of size·λ²
+            new = theta - size * step
+            new_value = objective(new)
+            if new_value <= value - 0.25 * size * decrement or size < 1e-12:
+                break
+            size /= 2
+        theta, value = new, new_value
+    return theta[:-1], theta[-1]
