@@ -299,3 +299,54 @@ def test_grid_at_full_mode_depth_with_one_evaluation():
     grads = torch.autograd.grad(net.loss(split.x_train[:16].expand(2, -1, -1),
                                          split.y_train[:16].expand(2, -1)).sum(), net.weights)
     assert len(grads) == 5
+
+
+def test_inverse_permutation_equals_argsort():
+    """One scatter gives the ranks that a second argsort would (oracle: argsort)."""
+    from helpers.topics.weight_symmetry.feedback import inverse_permutation
+
+    gen = torch.Generator().manual_seed(0)
+    perm = torch.rand(4, 50, generator=gen).argsort(-1)
+    assert torch.equal(inverse_permutation(perm), perm.argsort(-1))
+
+
+def test_workspace_pass_equals_fresh_network_and_eval_forward():
+    """Repeated calls reuse the buffers without leaking state: a second network, fed the same
+    batch once, gives the same gradients as a network on its second call; the evaluation
+    forward equals the autograd path's forward in evaluation mode. The first layer is thin
+    (3 → 5, stored transposed), so both layouts of ∂W are exercised."""
+    variants = [Variant(fb, None, rule, 0) for rule in ("sgd", "bn", "bm")
+                for fb in ("backprop", "sign", "batch_random_sign")]
+    widths = [3, 5, 4, 2]
+    nets = [BatchedFeedbackMLP(widths, variants, dtype=torch.float64) for _ in range(2)]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(len(variants), 6, 3, generator=gen, dtype=torch.float64)
+    y = torch.randint(2, (len(variants), 6), generator=gen)
+    nets[0].loss_and_grads(x[:, :, [2, 1, 0]], y)  # a first call on other data
+    nets[0].running = [[r.clone() for r in pair] for pair in nets[1].running]
+    _, a = nets[0].loss_and_grads(x, y)
+    _, b = nets[1].loss_and_grads(x, y)
+    assert not a[0].is_contiguous() and a[1].is_contiguous()
+    assert all(torch.equal(g, h) for g, h in zip(a, b, strict=True))
+    with torch.no_grad():
+        expected = nets[1].forward(x, training=False)
+    assert torch.allclose(nets[1]._forward_eval(x), expected, atol=1e-12)
+
+
+def test_step_on_own_buffers_equals_step_on_copies():
+    """The training loop's update (row views of the network's gradient buffers, made once)
+    gives the same weights as the general update on copies of the same gradients."""
+    variants = [Variant(fb, None, rule, 0) for rule in ("sgd", "bn", "bm")
+                for fb in ("backprop", "sign", "random")]
+    nets = [BatchedFeedbackMLP([4, 6, 5, 3], variants, dtype=torch.float64) for _ in range(2)]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(len(variants), 8, 4, generator=gen, dtype=torch.float64)
+    y = torch.randint(3, (len(variants), 8), generator=gen)
+    lr = torch.tensor([0.1, 0.05, 0.01]).repeat_interleave(3)
+    for _ in range(3):  # the views stay valid across steps
+        _, own = nets[0].loss_and_grads(x, y)
+        nets[0].step(own, lr)
+        _, grads = nets[1].loss_and_grads(x, y)
+        nets[1].step([g.clone() for g in grads], lr)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -1,5 +1,6 @@
 """The chapter "How important is weight symmetry in backpropagation?": feedback matrices and
-layers (``feedback``), stacked training of every variant (``training``)."""
+layers (``feedback``), the stacked network with its hand-written backward pass (``network``),
+the training grid of every variant (``training``)."""
 
 from helpers.topics.weight_symmetry.feedback import (
     FEEDBACKS,
@@ -8,11 +9,10 @@ from helpers.topics.weight_symmetry.feedback import (
     concordance_mask,
     feedback_matrix,
 )
+from helpers.topics.weight_symmetry.network import BatchedFeedbackMLP, Variant
 from helpers.topics.weight_symmetry.training import (
     DEFAULT_LR,
-    BatchedFeedbackMLP,
     GridResult,
-    Variant,
     train_feedback_grid,
 )
 
