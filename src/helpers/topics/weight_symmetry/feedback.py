@@ -85,8 +85,12 @@ def concordance_mask(shape: tuple[int, ...], q: float | torch.Tensor, *,
     if not ((q_t >= 0) & (q_t <= 1)).all():
         raise ValueError(f"q (sign concordance) must lie in [0, 1], got {q}")
     keys = torch.rand(*lead, n, generator=generator)  # cpu: same masks on every device
-    ranks = inverse_permutation(keys.argsort(dim=-1))  # a uniformly random permutation of 0..n-1
-    agree = ranks < torch.round(q_t * n).to(ranks.dtype)
+    k = torch.round(q_t * n).long()  # drawn even when unused: the generator moves on alike
+    if ((k == 0) | (k == n)).all():  # q ∈ {0, 1}: every sign agrees or none, no ranks needed
+        agree = (k == n).expand(*lead, n)
+    else:
+        ranks = inverse_permutation(keys.argsort(dim=-1))  # a uniformly random permutation
+        agree = ranks < k
     mask = torch.where(agree, 1.0, -1.0).reshape(shape)
     return mask.to(dtype=dtype, device=device)
 
