@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from helpers.core.seeding import one_cpu_thread
+from helpers.topics.compositional.backprop import mse_backward_
 from helpers.topics.compositional.models import (
     ShallowNet,
     TreeNet,
@@ -199,11 +200,10 @@ def _train_jobs(jobs: Sequence[tuple[int, Sequence[Callable[[torch.Tensor], torc
                 group["lr"] = lr_schedule(t, budget)
             if t % chunk == 0:
                 xs, ys_chunk = sample(budget.batch, min(chunk, budget.steps - t))
-            x, ys = xs[t % chunk], [y[t % chunk] for y in ys_chunk]
-            loss = sum(((net(x) - y) ** 2).mean(-1).sum()
-                       for pair, y in zip(pairs, ys, strict=True) for net in pair)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            x = xs[t % chunk]
+            for pair, y in zip(pairs, ys_chunk, strict=True):
+                for net in pair:  # ∂/∂θ Σ_copies mean_B (f − y)², by hand: no autograd graph
+                    mse_backward_(net, x, y[t % chunk])
             opt.step()
         x, ys = sample(budget.n_test)
         x, ys = x[0], [y[0] for y in ys]

@@ -185,19 +185,31 @@ class TreeNet(_Batched):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x, self.n_inputs)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor, saved: list | None = None) -> torch.Tensor:
+        """The forward pass; appends every level's (inputs, pre-activations, weight) to
+        ``saved`` (the weight ``None`` where the level reads the inputs x)."""
         # Activations are laid out (..., nodes, features, B), samples last, so every product
         # is one contiguous batched matmul and the activation's backward runs on contiguous
         # tensors. Level 1: H = σ(W1ᵀ Z + b1) for all its nodes at once, Z: (..., n/2, 2, B).
         z = x.transpose(-1, -2).unflatten(-2, (self.n_inputs // 2, 2))  # (..., n/2, 2, B)
-        hidden = self._act(_batched_affine(self.w1[0].transpose(-1, -2), z,
-                                           self.b1[0].unsqueeze(-1)))  # (..., m, k, B)
+        pre = _batched_affine(self.w1[0].transpose(-1, -2), z, self.b1[0].unsqueeze(-1))
+        hidden = self._act(pre)  # (..., m, k, B)
+        if saved is not None:
+            saved.append((z, pre, None))
         for lv in range(1, self.levels):
             weight, bias = self._parent_affine(lv)
             # The children 2p, 2p+1 of parent p are adjacent: (..., m, k, B) → (..., m/2, 2k, B).
             children = hidden.unflatten(-3, (hidden.shape[-3] // 2, 2)).flatten(-3, -2)
-            hidden = self._act(_batched_affine(weight, children, bias.unsqueeze(-1)))
+            pre = _batched_affine(weight, children, bias.unsqueeze(-1))
+            hidden = self._act(pre)
+            if saved is not None:
+                saved.append((children, pre, weight))
         out = _batched_affine(self.w2[-1].unsqueeze(-2), hidden,
                               self.b2[-1][..., None, None])  # (..., 1, 1, B)
+        if saved is not None:
+            saved.append((hidden, None, self.w2[-1]))
         return out[..., 0, 0, :]
 
     def _parent_affine(self, lv: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,9 +253,16 @@ class ShallowNet(_Batched):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x, self.n_inputs)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor, saved: list | None = None) -> torch.Tensor:
+        """The forward pass; appends the pre-activations and hidden units to ``saved``."""
         # Samples last, as in TreeNet: H = σ(Wᵀ xᵀ + b) of shape (..., W, B), out = vᵀ H + c.
-        hidden = self._act(_batched_affine(self.w.transpose(-1, -2), x.transpose(-1, -2),
-                                           self.b.unsqueeze(-1)))  # (..., W, B)
+        pre = _batched_affine(self.w.transpose(-1, -2), x.transpose(-1, -2),
+                              self.b.unsqueeze(-1))  # (..., W, B)
+        hidden = self._act(pre)
+        if saved is not None:
+            saved.append((pre, hidden))
         out = _batched_affine(self.v.unsqueeze(-2), hidden, self.c[..., None, None])
         return out[..., 0, :]  # (..., B)
 
