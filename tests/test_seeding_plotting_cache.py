@@ -65,6 +65,34 @@ def test_one_cpu_thread_restores_the_count_even_after_an_error():
         torch.set_num_threads(before)
 
 
+def test_map_in_threads_keeps_order_and_restores_the_thread_count():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+
+        def work(k):
+            seen.append(torch.get_num_threads())
+            gen = torch.Generator().manual_seed(k)  # its own generator: the same as in a loop
+            return torch.randn(50, 50, generator=gen).matmul(torch.ones(50)).sum().item()
+
+        expected = [work(k) for k in range(5)]
+        seen.clear()
+        assert helpers.map_in_threads(work, range(5)) == expected  # two workers
+        assert seen == [1] * 5 and torch.get_num_threads() == 2
+        assert helpers.map_in_threads(work, range(5), workers=1) == expected
+        assert helpers.map_in_threads(work, []) == []
+        with pytest.raises(ValueError, match="workers"):
+            helpers.map_in_threads(work, range(2), workers=0)
+        with pytest.raises(TypeError, match="workers"):
+            helpers.map_in_threads(work, range(2), workers=1.5)
+        with pytest.raises(ZeroDivisionError):
+            helpers.map_in_threads(lambda k: 1 / k, [1, 0])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_style_and_subplots():
     helpers.use_book_style()
     assert mpl.rcParams["axes.spines.top"] is False

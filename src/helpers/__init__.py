@@ -35,7 +35,13 @@ from helpers.core.plotting import (
     use_book_style,
 )
 from helpers.core.progress import progress
-from helpers.core.seeding import configure_threads, make_generator, one_cpu_thread, seed_everything
+from helpers.core.seeding import (
+    configure_threads,
+    make_generator,
+    map_in_threads,
+    one_cpu_thread,
+    seed_everything,
+)
 from helpers.engine.batched import BatchedMLP, batched_accuracy, train_batched, train_one
 from helpers.engine.data import Split, bundled, digits
 from helpers.engine.heads import Heads, random_heads, render_heads, view_vectors
@@ -46,8 +52,8 @@ from helpers.engine.training import fit_lbfgs, fit_to_zero_loss, log_steps, trai
 __all__ = [
     # core
     "KINDS", "PALETTE", "BookConfig", "ClaimRecord", "check_claim", "configure_threads",
-    "get_config", "label", "load_ledger", "make_generator", "one_cpu_thread", "progress",
-    "reference_line",
+    "get_config", "label", "load_ledger", "make_generator", "map_in_threads", "one_cpu_thread",
+    "progress", "reference_line",
     "seed_everything", "spectrum_plot", "start_chapter", "subplots", "use_book_style",
     # engine
     "MLP", "BatchedMLP", "DeepLinear", "Heads", "Split", "batched_accuracy", "bundled",

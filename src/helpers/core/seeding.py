@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
+from typing import TypeVar
 
 import numpy as np
 import torch
+
+from helpers.core.progress import progress
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 def seed_everything(seed: int) -> None:
@@ -85,3 +92,42 @@ def one_cpu_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def map_in_threads(fn: Callable[[_T], _R], items: Iterable[_T], *, workers: int | None = None,
+                   desc: str | None = None) -> list[_R]:
+    """``[fn(item) for item in items]``, computed in up to ``workers`` Python threads, each
+    with one intra-op CPU thread; results in the order of ``items``.
+
+    ``workers`` defaults to torch's current intra-op thread count, so under
+    ``OMP_NUM_THREADS=1`` (tests, seed sweeps running chapters side by side) the items run one
+    after another in the calling thread. For independent pieces of work made of small
+    operations: each core runs its own operations back to back, instead of every operation
+    being split over the cores. The results are those of the plain loop as long as ``fn`` draws
+    its random numbers from its own generators, not from torch's global one. With ``desc``, a
+    progress bar counts the finished items.
+    """
+    items = list(items)
+    threads = torch.get_num_threads()
+    if workers is None:
+        workers = threads
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise TypeError(f"workers must be an int, got {type(workers).__name__}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    workers = min(workers, len(items))
+    if workers <= 1:
+        return [fn(item) for item in progress(items, desc=desc or "", total=len(items))]
+
+    def one_thread(item: _T) -> _R:
+        torch.set_num_threads(1)
+        return fn(item)
+
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(one_thread, item) for item in items]
+            for _ in progress(as_completed(futures), desc=desc or "", total=len(futures)):
+                pass
+            return [f.result() for f in futures]
+    finally:
+        torch.set_num_threads(threads)  # the workers' setting reaches the shared BLAS pool

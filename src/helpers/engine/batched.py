@@ -21,13 +21,13 @@ architecture.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers.core.seeding import map_in_threads
 from helpers.core.validation import check_choice, check_int
 from helpers.engine.batched_backprop import Workspace, loss_and_grads, make_batch, supported
 from helpers.engine.models import MLP
@@ -281,13 +281,8 @@ def _descend_in_threads(group: _Group, model: BatchedMLP, n_groups: int,
     bounds = torch.linspace(0, K, n_groups + 1).round().long().tolist()  # cpu: Python ints
     groups = [group.models(slice(a, b), loss) for a, b in zip(bounds[:-1], bounds[1:],
                                                                strict=True)]
-    threads = torch.get_num_threads()
-    try:
-        with ThreadPoolExecutor(n_groups) as pool:
-            parts = list(pool.map(lambda g: _one_thread(
-                _descend, g, _hand_written(g, model, loss), indices, loss, record_every), groups))
-    finally:
-        torch.set_num_threads(threads)  # the workers' setting reaches the shared BLAS pool
+    parts = map_in_threads(lambda g: _descend(g, _hand_written(g, model, loss), indices, loss,
+                                              record_every), groups, workers=n_groups)
     return TrainResult(parts[0].steps, torch.cat([r.losses for r in parts], 1))
 
 
@@ -323,12 +318,6 @@ def _hand_written(group: _Group, model: BatchedMLP, loss: str):
                                                state["batch"], loss, record, state["workspace"])
         return value, grad_w + grad_b
     return grads
-
-
-def _one_thread(fn, *args):
-    """``fn(*args)`` with this thread's intra-op parallelism off (it owns one core)."""
-    torch.set_num_threads(1)
-    return fn(*args)
 
 
 def _descend(group: _Group, grads, indices: list[Tensor | None], loss: str,
