@@ -313,6 +313,28 @@ def test_study_equals_its_grid_and_curves_run_separately(monkeypatch):
         deep_vs_shallow_study(["product"], curve_h="product", widths=(), **tiny)
 
 
+def test_study_split_over_threads_is_bitwise_the_same(monkeypatch):
+    """With two CPU threads the widths train in two groups, one thread each: same numbers."""
+    monkeypatch.setenv("BOOK_DEVICE", "cpu")
+    tiny = {"reps": 2, "steps": 20, "n_test": 256, "mode": "quick", "device": "cpu", "k": 3}
+    before = torch.get_num_threads()
+    studies = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            studies.append(deep_vs_shallow_study(["product", "abs-product"],
+                                                 curve_h="abs-product", widths=(2, 3, 4),
+                                                 seed=5, **tiny))
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    one, two = studies
+    assert one["grid"] == two["grid"]
+    for p in ("matched", "mismatched"):
+        for key in ("relmse_deep", "relmse_shallow"):
+            assert torch.equal(one["curves"][p][key], two["curves"][p][key])
+
+
 def test_abs_product_is_lipschitz_and_not_smooth():
     h = CONSTITUENTS["abs-product"]
     a = torch.linspace(-1, 1, 201, dtype=DT)
