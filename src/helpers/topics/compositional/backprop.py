@@ -1,4 +1,5 @@
-"""Hand-written backward passes of :class:`TreeNet` and :class:`ShallowNet` for the squared loss.
+"""Hand-written backward passes of :class:`~helpers.topics.compositional.models.TreeNet` and
+:class:`~helpers.topics.compositional.models.ShallowNet` for the squared loss.
 
 L = Σ_copies mean_B (f(x) − y)², so ∂L/∂f = 2 (f − y) / B, and the chain rule runs level by
 level through the same batched products as the forward pass (samples last, one matmul per

@@ -1,6 +1,7 @@
-"""The hand-written training pass of :class:`~helpers.topics.weight_symmetry.network.
-BatchedFeedbackMLP`: forward in training or evaluation mode and backward through each model's
-feedback matrices V, every intermediate in a buffer that is allocated once per batch size.
+"""The hand-written training pass of
+:class:`~helpers.topics.weight_symmetry.network.BatchedFeedbackMLP`: forward in training or
+evaluation mode and backward through each model's feedback matrices V, every intermediate in a
+buffer that is allocated once per batch size.
 
 Fresh tensors of a few megabytes at every step cost page faults that, on a loaded machine, take
 longer than the arithmetic; reusing buffers avoids them. The numbers are those of the autograd

@@ -2,9 +2,10 @@
 
 Each model m is an MLP ``widths[0] → … → widths[-1]`` (ReLU) with its own feedback variant,
 concordance q, update rule and seed; weights are stacked as ``(M, out, in)``, biases as
-``(M, 1, out)``. :meth:`BatchedFeedbackMLP.loss_and_grads` is the hand-written pass that
-trains them (batched matmuls, the error sent down through each model's V, every intermediate in
-a reused buffer; :mod:`helpers.topics.weight_symmetry.hand_written`);
+``(M, 1, out)``. The inherited
+:meth:`~helpers.topics.weight_symmetry.hand_written.HandWrittenPass.loss_and_grads` is the
+hand-written pass that trains them (batched matmuls, the error sent down through each model's V,
+every intermediate in a reused buffer; :mod:`helpers.topics.weight_symmetry.hand_written`);
 :meth:`BatchedFeedbackMLP.loss` is the same network for autograd,
 through :func:`helpers.topics.weight_symmetry.feedback.feedback_matmul`, and its oracle in the
 unit tests. Update rules (Liao, Leibo & Poggio 2016):
