@@ -106,8 +106,7 @@ def map_in_threads(fn: Callable[[_T], _R], items: Iterable[_T], *, workers: int 
     being split over the cores. The results are those of the plain loop as long as ``fn`` draws
     its random numbers from its own generators, not from torch's global one, which the threads
     share: build models seeded through it (``helpers.MLP(seed=…)``, ``BatchedMLP``) before,
-    not inside, ``fn``. With ``desc``, a
-    progress bar counts the finished items.
+    not inside, ``fn``. With ``desc``, a progress bar counts the finished items.
     """
     items = list(items)
     threads = torch.get_num_threads()

@@ -158,12 +158,13 @@ def _train_jobs(jobs: Sequence[tuple[int, Sequence[Callable[[torch.Tensor], torc
         raise ValueError("every job must hold at least one target function")
     on_cpu = torch.device(device).type == "cpu"
     n_groups = min(len(jobs), torch.get_num_threads() if on_cpu else 1)
+    cost = [len(targets) * k**2 for k, targets in jobs]
     groups: list[list[int]] = [[] for _ in range(n_groups)]
     load = [0] * n_groups
-    for j in sorted(range(len(jobs)), key=lambda j: -len(jobs[j][1]) * jobs[j][0] ** 2):
+    for j in sorted(range(len(jobs)), key=lambda j: -cost[j]):
         g = load.index(min(load))
         groups[g].append(j)
-        load[g] += len(jobs[j][1]) * jobs[j][0] ** 2
+        load[g] += cost[j]
     groups = [sorted(group) for group in groups if group]
     runs = map_in_threads(lambda group: _train_group(
         [jobs[j] for j in group], n_inputs=n_inputs, budget=budget, seed=seed, device=device),
